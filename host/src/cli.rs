@@ -1,0 +1,157 @@
+//! The `wedge` command line: `serve` and `routes`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::engine::{EngineOptions, EpochTicker, new_engine};
+use crate::loader::{LoadedRoutes, Loader};
+use crate::sandbox::new_linker;
+use crate::server::{self, ServerState};
+
+/// Wedge: serve a folder of wasi:http components at the URLs their paths name.
+#[derive(Debug, Parser)]
+#[command(name = "wedge", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the routes folder over HTTP/1.1 and HTTP/2.
+    Serve(ServeArgs),
+    /// Print the route table and compile every route; exits non-zero if any fails.
+    Routes(RoutesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The routes folder: each `.wasm` under it serves the URL its path names.
+    #[arg(default_value = "routes")]
+    routes_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+struct RoutesArgs {
+    /// The routes folder.
+    #[arg(default_value = "routes")]
+    routes_dir: PathBuf,
+}
+
+/// Runs the command line; exit code 0 on success, 1 on failure, 2 on usage errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Routes(args) => routes(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!("routes folder `{}` is not a folder; pass the folder that holds your .wasm routes", dir.display()),
+        Err(e) => bail!(
+            "routes folder `{}` cannot be read ({e}); create it or pass another ROUTES_DIR",
+            dir.display()
+        ),
+    }
+}
+
+fn load(dir: &Path) -> anyhow::Result<(wasmtime::Engine, LoadedRoutes)> {
+    check_routes_dir(dir)?;
+    let engine = new_engine(EngineOptions::default()).context("cannot create the wasm engine")?;
+    let linker = new_linker(&engine)
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI into the engine")?;
+    let routes = Loader::new(engine.clone(), linker).load_dir(dir)?;
+    Ok((engine, routes))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+            format!("cannot listen on {}; pick another address with --listen", args.listen)
+        })?;
+        let dir = args.routes_dir.clone();
+        let (engine, loaded) = tokio::task::spawn_blocking(move || load(&dir)).await??;
+        let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
+        println!("listening on http://{}", listener.local_addr()?);
+        print_table(&args.routes_dir, &loaded);
+        let state = Arc::new(ServerState::new(loaded.table));
+        server::run(listener, state, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
+    let (_engine, loaded) = load(&args.routes_dir)?;
+    print_table(&args.routes_dir, &loaded);
+    for error in &loaded.errors {
+        eprintln!("error: {error}");
+    }
+    if loaded.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} route file(s) failed; fix them and run `wedge routes` again", loaded.errors.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// One line per route: pattern, file, and whether it loaded.
+fn print_table(dir: &Path, loaded: &LoadedRoutes) {
+    let routes = loaded.table.routes();
+    println!("routes ({}):", routes.len());
+    let width = routes.iter().map(|r| r.value.name.len()).max().unwrap_or(0);
+    for route in routes {
+        let file = route.file.strip_prefix(dir).unwrap_or(&route.file);
+        let state = if route.value.state.is_ok() { "" } else { "  (failed to load)" };
+        println!("  {:width$}  {}{state}", route.value.name, file.display());
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!("cannot watch SIGTERM: {error}");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

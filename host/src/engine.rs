@@ -1,0 +1,118 @@
+//! The one wasmtime [`Engine`] a server runs, and the epoch ticker it needs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Concurrent instances the pool holds when not told otherwise; the same
+/// order as `wasmtime serve`'s pool, and far more than two cores can keep busy.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+/// Linear memory one instance may grow to (DESIGN.md `--max-instance-memory`).
+pub const DEFAULT_MAX_INSTANCE_MEMORY: u64 = 256 << 20;
+
+/// How often the epoch advances. A running guest yields to the async
+/// runtime at every tick, so no guest holds a worker thread for longer.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Pool slots per instance. A component holds several core instances
+/// (Rust: main module, shims, fixups; componentize-py: one per shared
+/// library) but usually one memory; these bounds fit the toolchains in use.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+/// How the engine's instance pool is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Most component instances alive at once.
+    pub max_instances: u32,
+    /// Most linear memory per instance, in bytes.
+    pub max_instance_memory: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_instance_memory: DEFAULT_MAX_INSTANCE_MEMORY,
+        }
+    }
+}
+
+/// Builds the engine: pooling allocator and epoch interruption on.
+///
+/// Where the pool's address-space reservation fails (a container with a low
+/// `ulimit -v`), falls back to on-demand allocation with a warning.
+pub fn new_engine(options: EngineOptions) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Guest backtraces in trap logs name the guest's functions.
+    config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
+
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = options.max_instances;
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(instances)
+        .max_memory_size(usize::try_from(options.max_instance_memory)?);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(error) => {
+            tracing::warn!(
+                "pooling allocator unavailable ({error:#}); falling back to on-demand \
+                 allocation, which is slower per request. Raise `ulimit -v` or lower \
+                 --max-instances to get the pool back."
+            );
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Ok(Engine::new(&config)?)
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+#[derive(Debug)]
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine`.
+    pub fn start(engine: &Engine) -> std::io::Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let thread = std::thread::Builder::new()
+            .name("wedge-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        let Some(engine) = engine.upgrade() else { return };
+                        engine.increment_epoch();
+                    }
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Wedge: a WebAssembly edge-function runtime.
+//!
+//! Drop `wasi:http/proxy` components (`wasm32-wasip2`) into a routes folder and
+//! Wedge serves each at the URL its path names, the way Next.js Route Handlers
+//! turn `app/api/users/[id]/route.js` into `/api/users/42`: every request runs
+//! in a fresh sandboxed instance.
+//!
+//! Data flows one way: [`cli`] → [`loader`] (find, compile, link) →
+//! [`routing`] (the route table) → [`server`] (hyper) → [`sandbox`] (store,
+//! WASI, wasi:http) → guest.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wedge::{engine, loader::Loader, sandbox, server};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let engine = engine::new_engine(engine::EngineOptions::default())?;
+//! let _ticker = engine::EpochTicker::start(&engine)?;
+//! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?);
+//! let loaded = loader.load_dir("routes".as_ref())?;
+//! for error in &loaded.errors {
+//!     eprintln!("{error}");
+//! }
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let state = Arc::new(server::ServerState::new(loaded.table));
+//! server::run(listener, state, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod engine;
+mod guest_log;
+pub mod loader;
+pub mod routing;
+pub mod sandbox;
+pub mod server;

@@ -1,0 +1,86 @@
+//! File-system routing: a `.wasm` file's path under the routes folder is its URL.
+//!
+//! | file | serves |
+//! |---|---|
+//! | `index.wasm` | `/` |
+//! | `hello.wasm` or `hello/index.wasm` | `/hello` |
+//! | `api/users/[id].wasm` | `/api/users/42` (`id=42`) |
+//! | `blog/[...slug].wasm` | `/blog/a`, `/blog/a/b` |
+//! | `docs/[[...slug]].wasm` | `/docs`, `/docs/a/b` |
+//!
+//! ```
+//! use std::path::Path;
+//! use wedge::routing::{Route, RoutePattern, RouteTable};
+//!
+//! let route = |file: &str| Route {
+//!     pattern: RoutePattern::from_file_path(Path::new(file)).unwrap().unwrap(),
+//!     file: file.into(),
+//!     value: (),
+//! };
+//! let (table, conflicts) = RouteTable::new([route("api/users/[id].wasm"), route("api/users/me.wasm")]);
+//! assert!(conflicts.is_empty());
+//! let found = table.lookup("/api/users/42").unwrap();
+//! assert_eq!(found.route.pattern.to_string(), "/api/users/[id]");
+//! assert_eq!(found.params, [("id", "42".to_string())]);
+//! assert_eq!(table.lookup("/api/users/me").unwrap().params, []);
+//! ```
+
+mod pattern;
+mod table;
+
+use std::path::PathBuf;
+
+pub use pattern::{RoutePattern, Segment};
+pub use table::{Route, RouteMatch, RouteTable};
+
+/// Why a file's path is not a valid route pattern.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PatternError {
+    /// A segment with unbalanced or misplaced brackets.
+    #[error("`{segment}` is not a valid segment: use `name`, `[param]`, `[...catchall]` or `[[...optional]]`")]
+    Malformed {
+        /// The segment as written.
+        segment: String,
+    },
+    /// A param name that is empty or has characters other than letters, digits, `_`, `-`.
+    #[error("`{segment}` has an invalid param name: use letters, digits, `_` or `-`")]
+    BadParamName {
+        /// The segment as written.
+        segment: String,
+    },
+    /// `[...x]` or `[[...x]]` followed by more segments.
+    #[error("catch-all `{segment}` must be the last segment of a route")]
+    CatchAllNotLast {
+        /// The catch-all segment.
+        segment: String,
+    },
+    /// The same param name twice in one route.
+    #[error("param `{name}` appears twice in one route; give each param its own name")]
+    RepeatedParam {
+        /// The repeated name.
+        name: String,
+    },
+    /// A path with `..` or a root: the loader only passes paths relative to the routes folder.
+    #[error("route paths must be relative to the routes folder")]
+    NotRelative,
+    /// A file name that is not UTF-8 cannot be a URL segment.
+    #[error("file name is not UTF-8")]
+    NotUtf8,
+}
+
+/// Two route files that cannot both be served; `file` was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{} conflicts with {} ({pattern}): {reason}", file.display(), existing.display())]
+pub struct RouteConflict {
+    /// The refused file.
+    pub file: PathBuf,
+    /// The file already in the table, which keeps serving.
+    pub existing: PathBuf,
+    /// The refused file's pattern.
+    pub pattern: String,
+    /// What the rule is and what to do.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests;

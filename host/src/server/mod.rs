@@ -1,0 +1,105 @@
+//! The HTTP server: one listener speaking HTTP/1.1 and h2c, each request
+//! routed through the table to a fresh sandboxed instance.
+
+mod dispatch;
+mod request;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::loader::LoadedRoute;
+use crate::routing::RouteTable;
+
+pub use dispatch::DispatchError;
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long in-flight requests may run after SIGINT/SIGTERM before the
+/// server exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every connection shares: the route table being served.
+pub struct ServerState {
+    routes: Arc<RouteTable<LoadedRoute>>,
+}
+
+impl ServerState {
+    /// Serve `routes`.
+    pub fn new(routes: RouteTable<LoadedRoute>) -> ServerState {
+        ServerState {
+            routes: Arc::new(routes),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        serve_connection(&builder, &graceful, stream, client, state.clone());
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after {SHUTDOWN_GRACE:?}; exiting");
+    }
+    Ok(())
+}
+
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    client: SocketAddr,
+    state: Arc<ServerState>,
+) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%client, "cannot set TCP_NODELAY: {error}");
+    }
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(dispatch::dispatch(&state, request, client).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%client, "connection ended: {error}");
+        }
+    });
+}

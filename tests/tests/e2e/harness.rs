@@ -1,0 +1,266 @@
+//! The pieces every end-to-end test uses: a routes folder made of guest
+//! components built from source, the real `wedge` process, an HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `wedge` binary under test.
+pub const WEDGE: &str = env!("CARGO_BIN_EXE_wedge-e2e");
+
+/// How long a server may take to compile its routes and print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A guest component built by `build.rs`, by package name.
+pub fn guest(name: &str) -> PathBuf {
+    let path = Path::new(env!("WEDGE_GUESTS_DIR")).join(format!("{name}.wasm"));
+    assert!(path.exists(), "guest {name} was not built: {}", path.display());
+    path
+}
+
+/// A temporary routes folder.
+pub struct Routes {
+    dir: tempfile::TempDir,
+}
+
+impl Routes {
+    /// An empty routes folder.
+    pub fn new() -> Routes {
+        Routes {
+            dir: tempfile::tempdir().expect("create a temp dir"),
+        }
+    }
+
+    /// Places guest `name` at `file` (e.g. `api/users/[id].wasm`).
+    pub fn with(self, file: &str, name: &str) -> Routes {
+        let bytes = std::fs::read(guest(name)).expect("read guest");
+        self.with_bytes(file, &bytes)
+    }
+
+    /// Writes `bytes` at `file`.
+    pub fn with_bytes(self, file: &str, bytes: &[u8]) -> Routes {
+        let path = self.dir.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("a file has a folder")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write route file");
+        self
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Text a child process wrote, collected as it arrives.
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<String>>);
+
+impl Output {
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.0.lock().expect("output lock").clone()
+    }
+
+    /// Waits up to 10 s for `needle` to appear; returns the text then.
+    pub async fn wait_for(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("`{needle}` never appeared in:\n{}", self.text());
+    }
+
+    fn collect(&self, stream: impl AsyncRead + Unpin + Send + 'static) {
+        let output = self.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut text = output.0.lock().expect("output lock");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+    }
+}
+
+/// A running `wedge serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The address it printed.
+    pub addr: SocketAddr,
+    /// Its stdout after the `listening on` line: the route table.
+    pub stdout: Output,
+    /// Its stderr: the log.
+    pub log: Output,
+}
+
+impl Server {
+    /// Starts `wedge serve ROUTES --listen 127.0.0.1:0` and waits for its address.
+    pub async fn start(routes: &Path) -> Server {
+        let mut child = Command::new(WEDGE)
+            .arg("serve")
+            .arg(routes)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start wedge");
+        let log = Output::default();
+        log.collect(child.stderr.take().expect("piped stderr"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut first = String::new();
+        let read = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
+        let addr = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|addr| addr.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.start_kill();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            panic!("wedge did not print its address ({read:?}): {first:?}\nlog:\n{}", log.text());
+        };
+        let rest = Output::default();
+        rest.collect(stdout);
+        Server {
+            child,
+            addr,
+            stdout: rest,
+            log,
+        }
+    }
+
+    /// An HTTP/1.1 client for this server.
+    pub fn http1(&self) -> Http {
+        Http::new(self.addr, false)
+    }
+
+    /// An HTTP/2 (prior knowledge, h2c) client for this server.
+    pub fn http2(&self) -> Http {
+        Http::new(self.addr, true)
+    }
+
+    /// Both clients, for tests that must hold over either protocol.
+    pub fn clients(&self) -> [Http; 2] {
+        [self.http1(), self.http2()]
+    }
+
+    /// The server's peak resident memory so far, in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("server is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+/// A request body the client can stream.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A response whose body has been read whole.
+pub type Answer = Response<Bytes>;
+
+/// An HTTP client bound to one server and protocol.
+pub struct Http {
+    client: Client<HttpConnector, Body>,
+    base: String,
+    /// `"HTTP/1.1"` or `"HTTP/2"`, for assertion messages.
+    pub version: &'static str,
+}
+
+impl Http {
+    fn new(addr: SocketAddr, http2: bool) -> Http {
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build_http();
+        Http {
+            client,
+            base: format!("http://{addr}"),
+            version: if http2 { "HTTP/2" } else { "HTTP/1.1" },
+        }
+    }
+
+    /// A request builder for `path` on this server.
+    pub fn request(&self, method: &str, path: &str) -> http::request::Builder {
+        Request::builder().method(method).uri(format!("{}{path}", self.base))
+    }
+
+    /// Sends `request`, reads the whole response.
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.send_streaming(request).await;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("read response body").to_bytes();
+        Response::from_parts(parts, body)
+    }
+
+    /// Sends `request`, returns the response with its body unread.
+    pub async fn send_streaming(&self, request: Request<Body>) -> Response<hyper::body::Incoming> {
+        let what = format!("{} {} over {}", request.method(), request.uri(), self.version);
+        tokio::time::timeout(Duration::from_secs(60), self.client.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no response in 60 s"))
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.request("GET", path).body(empty()).expect("request")).await
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> Answer {
+        let body = Full::new(body.into()).map_err(|never| match never {}).boxed();
+        self.send(self.request("POST", path).body(body).expect("request")).await
+    }
+}
+
+/// An empty request body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A response body as text.
+pub fn text(answer: &Answer) -> &str {
+    std::str::from_utf8(answer.body()).expect("UTF-8 body")
+}
+
+/// A JSON response body.
+pub fn json(answer: &Answer) -> serde_json::Value {
+    serde_json::from_slice(answer.body())
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", answer.body()))
+}
+
+/// Runs `wedge ARGS`, returning (exit code, stdout, stderr).
+pub async fn run_wedge(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let output = tokio::time::timeout(
+        START_TIMEOUT,
+        Command::new(WEDGE).args(args).env("RUST_LOG", "warn").output(),
+    )
+    .await
+    .expect("wedge finished in time")
+    .expect("run wedge");
+    (
+        output.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `wedge` process on `127.0.0.1:0`, real
+//! components built from source by `build.rs`, real HTTP/1.1 and HTTP/2.
+
+mod harness;
+
+mod cli;
+mod errors;
+mod examples;
+mod routing;
+mod streaming;
