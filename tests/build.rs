@@ -8,13 +8,16 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("tests/ lives in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ lives in the workspace root");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
-    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: keep the guests
-    // beside it, in one place that survives changes to this script.
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: the guests go to
+    // <target>/wasm-guests, where `cargo xtask` builds them too, so they are
+    // compiled once and survive changes to this script.
     let target_dir = out_dir
         .ancestors()
-        .nth(3)
+        .nth(4)
         .expect("OUT_DIR has the usual shape")
         .join("wasm-guests");
 
@@ -30,7 +33,13 @@ fn main() {
 fn build_guests(manifest: &Path, target_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--workspace", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--manifest-path")
         .arg(manifest)
         .arg("--target-dir")

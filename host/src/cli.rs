@@ -73,7 +73,10 @@ pub fn main() -> ExitCode {
 fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => bail!("routes folder `{}` is not a folder; pass the folder that holds your .wasm routes", dir.display()),
+        Ok(_) => bail!(
+            "routes folder `{}` is not a folder; pass the folder that holds your .wasm routes",
+            dir.display()
+        ),
         Err(e) => bail!(
             "routes folder `{}` cannot be read ({e}); create it or pass another ROUTES_DIR",
             dir.display()
@@ -94,9 +97,14 @@ fn load(dir: &Path) -> anyhow::Result<(wasmtime::Engine, LoadedRoutes)> {
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
-            format!("cannot listen on {}; pick another address with --listen", args.listen)
-        })?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}; pick another address with --listen",
+                    args.listen
+                )
+            })?;
         let dir = args.routes_dir.clone();
         let (engine, loaded) = tokio::task::spawn_blocking(move || load(&dir)).await??;
         let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
@@ -117,7 +125,10 @@ fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     if loaded.errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{} route file(s) failed; fix them and run `wedge routes` again", loaded.errors.len());
+        eprintln!(
+            "{} route file(s) failed; fix them and run `wedge routes` again",
+            loaded.errors.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -129,7 +140,11 @@ fn print_table(dir: &Path, loaded: &LoadedRoutes) {
     let width = routes.iter().map(|r| r.value.name.len()).max().unwrap_or(0);
     for route in routes {
         let file = route.file.strip_prefix(dir).unwrap_or(&route.file);
-        let state = if route.value.state.is_ok() { "" } else { "  (failed to load)" };
+        let state = if route.value.state.is_ok() {
+            ""
+        } else {
+            "  (failed to load)"
+        };
         println!("  {:width$}  {}{state}", route.value.name, file.display());
     }
 }
@@ -139,14 +154,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!("cannot watch SIGTERM: {error}");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!("cannot watch SIGTERM: {error}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -96,7 +96,9 @@ impl EpochTicker {
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        let Some(engine) = engine.upgrade() else { return };
+                        let Some(engine) = engine.upgrade() else {
+                            return;
+                        };
                         engine.increment_epoch();
                     }
                 }

@@ -151,16 +151,20 @@ impl Loader {
     /// so that a request only instantiates.
     pub fn compile(&self, file: &Path, bytes: &[u8]) -> Result<ProxyPre<GuestState>, LoadError> {
         check_is_component(file, bytes)?;
-        let component = Component::from_binary(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            file: file.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
-        let instance = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
-            file: file.to_owned(),
-            reason: format!(
-                "{e:#}; Wedge provides WASI 0.2 and wasi:http (the wasi:http/proxy world)"
-            ),
-        })?;
+        let component =
+            Component::from_binary(&self.engine, bytes).map_err(|e| LoadError::Compile {
+                file: file.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        let instance = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                file: file.to_owned(),
+                reason: format!(
+                    "{e:#}; Wedge provides WASI 0.2 and wasi:http (the wasi:http/proxy world)"
+                ),
+            })?;
         ProxyPre::new(instance).map_err(|e| LoadError::Link {
             file: file.to_owned(),
             reason: format!(

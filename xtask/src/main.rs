@@ -1,1 +1,233 @@
-fn main() {}
+//! `cargo xtask`: the project's workflows, so that a fresh clone needs only
+//! Rust. Guests (examples, test fixtures, the SDK) are built for
+//! `wasm32-wasip2` in `<target>/wasm-guests`, apart from the host build.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// The workspaces whose crates are built only for wasm32-wasip2.
+const GUEST_MANIFESTS: [&str; 3] = [
+    "guest-sdk/Cargo.toml",
+    "examples/Cargo.toml",
+    "tests/fixtures/Cargo.toml",
+];
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+#[derive(Parser)]
+#[command(about = "Wedge's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the wasm32-wasip2 target if it is missing.
+    Setup,
+    /// Build the examples into routes/ at the route each declares.
+    BuildRoutes,
+    /// Build the examples and serve routes/ on 127.0.0.1:3000 (extra args go to `wedge serve`).
+    Serve {
+        /// Passed to `wedge serve` after `routes`, e.g. `--listen 0.0.0.0:8080`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Everything CI runs: formatting, lints (host and guests), all tests.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup(),
+        Task::BuildRoutes => setup().and_then(|()| build_routes()),
+        Task::Serve { args } => setup()
+            .and_then(|()| build_routes())
+            .and_then(|()| serve(&args)),
+        Task::Test => setup().and_then(|()| test()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ lives in the workspace root")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(mut command: Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs the wasm target through rustup when it is missing.
+fn setup() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup; install Rust with rustup, or add the wasm32-wasip2 target to your toolchain")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", WASM_TARGET]);
+    run(add)
+}
+
+/// The workspace's target dir (honours `CARGO_TARGET_DIR`).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let metadata = metadata(&root().join("Cargo.toml"))?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+fn metadata(manifest: &Path) -> anyhow::Result<serde_json::Value> {
+    let output = cargo()
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// A cargo command for a guest workspace: wasm target, guests' target dir.
+fn guest_cargo(subcommand: &str, manifest: &str, guest_dir: &Path) -> Command {
+    let mut command = cargo();
+    command
+        .arg(subcommand)
+        .args([
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+            manifest,
+            "--target-dir",
+        ])
+        .arg(guest_dir);
+    command
+}
+
+fn build_routes() -> anyhow::Result<()> {
+    let guest_dir = target_dir()?.join("wasm-guests");
+    let manifest = "examples/Cargo.toml";
+    let mut build = guest_cargo("build", manifest, &guest_dir);
+    build.args(["--release", "--workspace"]);
+    run(build)?;
+    let built = guest_dir.join(WASM_TARGET).join("release");
+    let routes = root().join("routes");
+    for package in metadata(&root().join(manifest))?["packages"]
+        .as_array()
+        .context("cargo metadata has no packages")?
+    {
+        let name = package["name"].as_str().context("package without a name")?;
+        let Some(route) = package["metadata"]["wedge"]["route"].as_str() else {
+            bail!("examples/{name}/Cargo.toml has no [package.metadata.wedge] route");
+        };
+        let to = routes.join(format!("{route}.wasm"));
+        install(&built.join(format!("{name}.wasm")), &to)?;
+        eprintln!("xtask: {name} -> routes/{route}.wasm");
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` through a temporary file and a rename, so that a
+/// server watching `to` never reads it half-written.
+fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let folder = to.parent().context("a route file has a folder")?;
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let temporary = folder.join(format!(
+        ".{}.tmp",
+        to.file_name()
+            .context("a route file has a name")?
+            .to_string_lossy()
+    ));
+    std::fs::copy(from, &temporary)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), temporary.display()))?;
+    std::fs::rename(&temporary, to).with_context(|| format!("cannot move into {}", to.display()))
+}
+
+fn serve(args: &[String]) -> anyhow::Result<()> {
+    let mut serve = cargo();
+    serve
+        .args(["run", "--package", "wedge", "--", "serve", "routes"])
+        .args(args);
+    run(serve)
+}
+
+fn test() -> anyhow::Result<()> {
+    let guest_dir = target_dir()?.join("wasm-guests");
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    for manifest in GUEST_MANIFESTS {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--check", "--manifest-path", manifest]);
+        run(fmt)?;
+    }
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    for manifest in GUEST_MANIFESTS {
+        let mut clippy = guest_cargo("clippy", manifest, &guest_dir);
+        clippy.args(["--workspace", "--all-targets", "--", "-D", "warnings"]);
+        run(clippy)?;
+    }
+    // The SDK's unit tests and doc examples need no WASI: they run natively.
+    let mut sdk = cargo();
+    sdk.args([
+        "test",
+        "--manifest-path",
+        "guest-sdk/Cargo.toml",
+        "--target-dir",
+    ])
+    .arg(guest_dir.join("native"));
+    run(sdk)?;
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    run(tests)
+}

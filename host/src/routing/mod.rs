@@ -37,7 +37,9 @@ pub use table::{Route, RouteMatch, RouteTable};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PatternError {
     /// A segment with unbalanced or misplaced brackets.
-    #[error("`{segment}` is not a valid segment: use `name`, `[param]`, `[...catchall]` or `[[...optional]]`")]
+    #[error(
+        "`{segment}` is not a valid segment: use `name`, `[param]`, `[...catchall]` or `[[...optional]]`"
+    )]
     Malformed {
         /// The segment as written.
         segment: String,

@@ -31,11 +31,17 @@ impl Segment {
 
     fn parse(text: &str) -> Result<Segment, PatternError> {
         let dynamic = if let Some(inner) = text.strip_prefix("[[...") {
-            inner.strip_suffix("]]").map(|name| (name, Segment::OptionalCatchAll as fn(_) -> _))
+            inner
+                .strip_suffix("]]")
+                .map(|name| (name, Segment::OptionalCatchAll as fn(_) -> _))
         } else if let Some(inner) = text.strip_prefix("[...") {
-            inner.strip_suffix(']').map(|name| (name, Segment::CatchAll as fn(_) -> _))
+            inner
+                .strip_suffix(']')
+                .map(|name| (name, Segment::CatchAll as fn(_) -> _))
         } else if let Some(inner) = text.strip_prefix('[') {
-            inner.strip_suffix(']').map(|name| (name, Segment::Param as fn(_) -> _))
+            inner
+                .strip_suffix(']')
+                .map(|name| (name, Segment::Param as fn(_) -> _))
         } else if text.contains(['[', ']']) || text.chars().any(char::is_control) {
             None
         } else {
@@ -117,8 +123,7 @@ impl RoutePattern {
     pub fn new(segments: Vec<Segment>) -> Result<RoutePattern, PatternError> {
         let last = segments.len().saturating_sub(1);
         for (i, segment) in segments.iter().enumerate() {
-            if i != last && matches!(segment, Segment::CatchAll(_) | Segment::OptionalCatchAll(_))
-            {
+            if i != last && matches!(segment, Segment::CatchAll(_) | Segment::OptionalCatchAll(_)) {
                 return Err(PatternError::CatchAllNotLast {
                     segment: segment.to_string(),
                 });
@@ -177,11 +182,7 @@ mod tests {
             ("index/page.wasm", Some("/index/page")),
         ];
         for (path, expected) in cases {
-            assert_eq!(
-                pattern(path).unwrap().as_deref(),
-                expected,
-                "file {path}"
-            );
+            assert_eq!(pattern(path).unwrap().as_deref(), expected, "file {path}");
         }
     }
 
@@ -205,12 +206,19 @@ mod tests {
 
     #[test]
     fn malformed_segments_are_errors() {
-        let cases: [(&str, fn(&PatternError) -> bool); 7] = [
+        type Expect = fn(&PatternError) -> bool;
+        let cases: [(&str, Expect); 7] = [
             ("[id.wasm", |e| matches!(e, PatternError::Malformed { .. })),
             ("a]b.wasm", |e| matches!(e, PatternError::Malformed { .. })),
-            ("[].wasm", |e| matches!(e, PatternError::BadParamName { .. })),
-            ("[...].wasm", |e| matches!(e, PatternError::BadParamName { .. })),
-            ("[a b].wasm", |e| matches!(e, PatternError::BadParamName { .. })),
+            ("[].wasm", |e| {
+                matches!(e, PatternError::BadParamName { .. })
+            }),
+            ("[...].wasm", |e| {
+                matches!(e, PatternError::BadParamName { .. })
+            }),
+            ("[a b].wasm", |e| {
+                matches!(e, PatternError::BadParamName { .. })
+            }),
             ("[...slug]/edit.wasm", |e| {
                 matches!(e, PatternError::CatchAllNotLast { .. })
             }),

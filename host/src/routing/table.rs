@@ -125,7 +125,11 @@ impl<T> RouteTable<T> {
 
 impl Node {
     /// Why `pattern` cannot join the trie, with the route it collides with.
-    fn check<T>(&self, pattern: &RoutePattern, routes: &[Route<T>]) -> Result<(), (RouteId, String)> {
+    fn check<T>(
+        &self,
+        pattern: &RoutePattern,
+        routes: &[Route<T>],
+    ) -> Result<(), (RouteId, String)> {
         let mut node = self;
         for segment in pattern.segments() {
             let next = match segment {
@@ -138,7 +142,9 @@ impl Node {
                 }
                 Segment::CatchAll(name) => {
                     return match &node.catch_all {
-                        Some(c) if c.name == *name => Err((c.next, "both serve the same route".into())),
+                        Some(c) if c.name == *name => {
+                            Err((c.next, "both serve the same route".into()))
+                        }
                         Some(c) => same_name(c, name, routes),
                         None => Ok(()),
                     };
@@ -148,7 +154,9 @@ impl Node {
                         return Err((index, index_beside_optional(&routes[index].pattern)));
                     }
                     return match &node.optional_catch_all {
-                        Some(o) if o.name == *name => Err((o.next, "both serve the same route".into())),
+                        Some(o) if o.name == *name => {
+                            Err((o.next, "both serve the same route".into()))
+                        }
                         Some(o) => same_name(o, name, routes),
                         None => Ok(()),
                     };
@@ -179,7 +187,11 @@ impl Node {
             }
         }
         match segment {
-            Segment::Static(name) => self.statics.entry(name.clone()).or_default().insert(rest, id),
+            Segment::Static(name) => self
+                .statics
+                .entry(name.clone())
+                .or_default()
+                .insert(rest, id),
             Segment::Param(name) => self
                 .param
                 .get_or_insert_with(|| named(name, id, Box::default()))
@@ -193,11 +205,21 @@ impl Node {
     /// Depth-first in precedence order, so the first full match is the most
     /// specific route; a branch that fails deeper down falls back to the
     /// next kind of segment at this level.
-    fn lookup<'a>(&'a self, segments: &[String], params: &mut Vec<(&'a str, String)>) -> Option<RouteId> {
+    fn lookup<'a>(
+        &'a self,
+        segments: &[String],
+        params: &mut Vec<(&'a str, String)>,
+    ) -> Option<RouteId> {
         let Some((segment, rest)) = segments.split_first() else {
-            return self.end.or(self.optional_catch_all.as_ref().map(|o| o.next));
+            return self
+                .end
+                .or(self.optional_catch_all.as_ref().map(|o| o.next));
         };
-        if let Some(id) = self.statics.get(segment).and_then(|next| next.lookup(rest, params)) {
+        if let Some(id) = self
+            .statics
+            .get(segment)
+            .and_then(|next| next.lookup(rest, params))
+        {
             return Some(id);
         }
         if let Some(param) = &self.param {
@@ -207,14 +229,21 @@ impl Node {
             }
             params.pop();
         }
-        let catch_all = self.catch_all.as_ref().or(self.optional_catch_all.as_ref())?;
+        let catch_all = self
+            .catch_all
+            .as_ref()
+            .or(self.optional_catch_all.as_ref())?;
         params.push((&catch_all.name, segments.join("/")));
         Some(catch_all.next)
     }
 }
 
 /// A dynamic child may be reached by several routes only under one name.
-fn same_name<T, N>(existing: &Named<N>, name: &str, routes: &[Route<T>]) -> Result<(), (RouteId, String)> {
+fn same_name<T, N>(
+    existing: &Named<N>,
+    name: &str,
+    routes: &[Route<T>],
+) -> Result<(), (RouteId, String)> {
     if existing.name == name {
         return Ok(());
     }

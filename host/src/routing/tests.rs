@@ -57,23 +57,38 @@ fn paths_resolve_to_the_most_specific_route() {
         ("/nope", None),
         ("/api/users/42", Some(("api/users/[id].wasm", "id=42"))),
         ("/api/users/me", Some(("api/users/me.wasm", ""))),
-        ("/api/users/42/posts", Some(("api/users/[id]/posts.wasm", "id=42"))),
+        (
+            "/api/users/42/posts",
+            Some(("api/users/[id]/posts.wasm", "id=42")),
+        ),
         ("/api/users", None),
         ("/api/users/42/other", None),
         ("/blog/a", Some(("blog/[...slug].wasm", "slug=a"))),
         ("/blog/a/b/c", Some(("blog/[...slug].wasm", "slug=a/b/c"))),
         ("/blog/featured", Some(("blog/featured.wasm", ""))),
-        ("/blog/featured/x", Some(("blog/[...slug].wasm", "slug=featured/x"))),
+        (
+            "/blog/featured/x",
+            Some(("blog/[...slug].wasm", "slug=featured/x")),
+        ),
         ("/blog", None),
         ("/docs", Some(("docs/[[...path]].wasm", ""))),
         ("/docs/a", Some(("docs/[[...path]].wasm", "path=a"))),
         ("/docs/a/b", Some(("docs/[[...path]].wasm", "path=a/b"))),
         ("/shop/toys", Some(("shop/[cat]/index.wasm", "cat=toys"))),
-        ("/shop/toys/car", Some(("shop/[cat]/[item].wasm", "cat=toys&item=car"))),
-        ("/shop/sale/x/y", Some(("shop/sale/[...rest].wasm", "rest=x/y"))),
+        (
+            "/shop/toys/car",
+            Some(("shop/[cat]/[item].wasm", "cat=toys&item=car")),
+        ),
+        (
+            "/shop/sale/x/y",
+            Some(("shop/sale/[...rest].wasm", "rest=x/y")),
+        ),
         // `sale` has no index: the static branch fails, the param branch serves.
         ("/shop/sale", Some(("shop/[cat]/index.wasm", "cat=sale"))),
-        ("/shop/sale/car", Some(("shop/sale/[...rest].wasm", "rest=car"))),
+        (
+            "/shop/sale/car",
+            Some(("shop/sale/[...rest].wasm", "rest=car")),
+        ),
         ("/files/a/raw", Some(("files/[name]/raw.wasm", "name=a"))),
         // The param branch fails deeper down: fall back to the catch-all.
         ("/files/a/b", Some(("files/[...path].wasm", "path=a/b"))),
@@ -99,8 +114,19 @@ fn precedence_does_not_depend_on_file_order() {
     let forward = table(&files);
     files.reverse();
     let backward = table(&files);
-    for path in ["/api/users/me", "/blog/featured", "/shop/sale/x", "/files/a/raw", "/docs", "/"] {
-        assert_eq!(resolve(&forward, path), resolve(&backward, path), "path {path}");
+    for path in [
+        "/api/users/me",
+        "/blog/featured",
+        "/shop/sale/x",
+        "/files/a/raw",
+        "/docs",
+        "/",
+    ] {
+        assert_eq!(
+            resolve(&forward, path),
+            resolve(&backward, path),
+            "path {path}"
+        );
     }
 }
 
@@ -117,15 +143,51 @@ fn static_segment_beats_param_beats_catch_all_beats_optional() {
 fn conflicts_name_both_files_and_earlier_file_keeps_serving() {
     let cases: &[(&[&str], &str, &str)] = &[
         (&["a.wasm", "a/index.wasm"], "a/index.wasm", "same route"),
-        (&["[id].wasm", "[id]/index.wasm"], "[id]/index.wasm", "same route"),
-        (&["[id].wasm", "[slug]/edit.wasm"], "[slug]/edit.wasm", "different param names"),
-        (&["u/[id]/a.wasm", "u/[uid]/b.wasm"], "u/[uid]/b.wasm", "different param names"),
-        (&["b/[...a].wasm", "b/[...z].wasm"], "b/[...z].wasm", "different param names"),
-        (&["b/[...a].wasm", "b/[...a]/index.wasm"], "b/[...a]/index.wasm", "same route"),
-        (&["d/[[...a]].wasm", "d/[[...z]].wasm"], "d/[[...z]].wasm", "different param names"),
-        (&["d/index.wasm", "d/[[...x]].wasm"], "d/[[...x]].wasm", "index route and an optional"),
-        (&["d/[[...x]].wasm", "d.wasm"], "d.wasm", "index route and an optional"),
-        (&["[[...x]].wasm", "index.wasm"], "index.wasm", "index route and an optional"),
+        (
+            &["[id].wasm", "[id]/index.wasm"],
+            "[id]/index.wasm",
+            "same route",
+        ),
+        (
+            &["[id].wasm", "[slug]/edit.wasm"],
+            "[slug]/edit.wasm",
+            "different param names",
+        ),
+        (
+            &["u/[id]/a.wasm", "u/[uid]/b.wasm"],
+            "u/[uid]/b.wasm",
+            "different param names",
+        ),
+        (
+            &["b/[...a].wasm", "b/[...z].wasm"],
+            "b/[...z].wasm",
+            "different param names",
+        ),
+        (
+            &["b/[...a].wasm", "b/[...a]/index.wasm"],
+            "b/[...a]/index.wasm",
+            "same route",
+        ),
+        (
+            &["d/[[...a]].wasm", "d/[[...z]].wasm"],
+            "d/[[...z]].wasm",
+            "different param names",
+        ),
+        (
+            &["d/index.wasm", "d/[[...x]].wasm"],
+            "d/[[...x]].wasm",
+            "index route and an optional",
+        ),
+        (
+            &["d/[[...x]].wasm", "d.wasm"],
+            "d.wasm",
+            "index route and an optional",
+        ),
+        (
+            &["[[...x]].wasm", "index.wasm"],
+            "index.wasm",
+            "index route and an optional",
+        ),
     ];
     for (files, refused, reason) in cases {
         let (table, conflicts) = RouteTable::new(files.iter().map(|f| route(f)));
@@ -135,7 +197,10 @@ fn conflicts_name_both_files_and_earlier_file_keeps_serving() {
         assert_eq!(conflict.existing, Path::new(files[0]), "files {files:?}");
         let message = conflict.to_string();
         assert!(message.contains(reason), "files {files:?}: {message}");
-        assert!(message.contains(files[0]) && message.contains(refused), "{message}");
+        assert!(
+            message.contains(files[0]) && message.contains(refused),
+            "{message}"
+        );
         assert_eq!(table.routes().len(), files.len() - 1);
         assert_eq!(table.routes()[0].file, Path::new(files[0]));
     }
@@ -143,7 +208,12 @@ fn conflicts_name_both_files_and_earlier_file_keeps_serving() {
 
 #[test]
 fn same_param_name_at_one_level_is_not_a_conflict() {
-    let table = table(&["u/[id].wasm", "u/[id]/posts.wasm", "u/[...rest].wasm", "u/[[...opt]].wasm"]);
+    let table = table(&[
+        "u/[id].wasm",
+        "u/[id]/posts.wasm",
+        "u/[...rest].wasm",
+        "u/[[...opt]].wasm",
+    ]);
     assert_eq!(resolve(&table, "/u/1/posts").unwrap().1, "id=1");
     assert_eq!(resolve(&table, "/u").unwrap().0, "u/[[...opt]].wasm");
 }

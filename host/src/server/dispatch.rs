@@ -146,9 +146,6 @@ async fn route(
     set_boundary_headers(request.headers_mut(), &route, &found.params, client);
     match sandbox::handle(pre, &route, request).await {
         Ok(response) => Ok((Some(route), response)),
-        Err(error) => Err((
-            Some(route.clone()),
-            DispatchError::Guest { route, error },
-        )),
+        Err(error) => Err((Some(route.clone()), DispatchError::Guest { route, error })),
     }
 }

@@ -93,9 +93,13 @@ fn serve_connection(
     }
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(dispatch::dispatch(&state, request, client).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(dispatch::dispatch(&state, request, client).await)
+        }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(error) = connection.await {

@@ -55,7 +55,10 @@ pub fn set_boundary_headers(
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
         .collect();
-    for name in listed.iter().chain(&[WEDGE_ROUTE, WEDGE_PARAMS, WEDGE_CLIENT_ADDR]) {
+    for name in listed
+        .iter()
+        .chain(&[WEDGE_ROUTE, WEDGE_PARAMS, WEDGE_CLIENT_ADDR])
+    {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
@@ -94,7 +97,11 @@ mod tests {
         ];
         for (uri, expected) in cases {
             let uri: Uri = uri.parse().unwrap();
-            assert_eq!(trailing_slash_redirect(&uri).as_deref(), expected, "uri {uri}");
+            assert_eq!(
+                trailing_slash_redirect(&uri).as_deref(),
+                expected,
+                "uri {uri}"
+            );
         }
     }
 

@@ -10,7 +10,8 @@ async fn routes_lists_every_route_and_exits_zero() {
         .with("index.wasm", "inspect")
         .with("api/users/[id].wasm", "inspect")
         .with("blog/[...slug].wasm", "inspect");
-    let (code, stdout, stderr) = run_wedge(&[OsStr::new("routes"), routes.path().as_os_str()]).await;
+    let (code, stdout, stderr) =
+        run_wedge(&[OsStr::new("routes"), routes.path().as_os_str()]).await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let expected = "routes (3):\n\
         \x20 /api/users/[id]  api/users/[id].wasm\n\
@@ -30,7 +31,8 @@ async fn routes_exits_non_zero_naming_each_failing_file() {
         .with("[id].wasm", "inspect")
         .with("[slug]/edit.wasm", "inspect")
         .with("bad[name.wasm", "inspect");
-    let (code, stdout, stderr) = run_wedge(&[OsStr::new("routes"), routes.path().as_os_str()]).await;
+    let (code, stdout, stderr) =
+        run_wedge(&[OsStr::new("routes"), routes.path().as_os_str()]).await;
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     for expected in [
         "junk.wasm: is not a WebAssembly component",
@@ -42,11 +44,20 @@ async fn routes_exits_non_zero_naming_each_failing_file() {
         "bad[name.wasm: `bad[name` is not a valid segment",
         "5 route file(s) failed",
     ] {
-        assert!(stderr.contains(expected), "`{expected}` missing from:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "`{expected}` missing from:\n{stderr}"
+        );
     }
-    let table: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let table: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert!(table.contains(&vec!["/good", "good.wasm"]), "{stdout}");
-    assert!(table.contains(&vec!["/junk", "junk.wasm", "(failed", "to", "load)"]), "{stdout}");
+    assert!(
+        table.contains(&vec!["/junk", "junk.wasm", "(failed", "to", "load)"]),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -57,7 +68,10 @@ async fn a_missing_routes_folder_is_a_clear_error() {
         let (code, _, stderr) = run_wedge(&[OsStr::new(command), missing.as_os_str()]).await;
         assert_eq!(code, 1, "{command}: {stderr}");
         assert!(stderr.contains("routes folder"), "{command}: {stderr}");
-        assert!(stderr.contains(&*missing.to_string_lossy()), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&*missing.to_string_lossy()),
+            "{command}: {stderr}"
+        );
     }
 }
 
@@ -74,14 +88,20 @@ async fn a_port_in_use_is_a_clear_error() {
     ];
     let (code, _, stderr) = run_wedge(&args).await;
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("--listen"), "{stderr}");
 }
 
 #[tokio::test]
 async fn bad_flags_exit_with_usage_error_2() {
     let cases: [(&[&str], &str); 3] = [
-        (&["serve", "--listen", "not-an-address"], "invalid value 'not-an-address' for '--listen"),
+        (
+            &["serve", "--listen", "not-an-address"],
+            "invalid value 'not-an-address' for '--listen",
+        ),
         (&["serve", "--bogus"], "unexpected argument '--bogus'"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
     ];

@@ -4,7 +4,9 @@ use crate::harness::{Routes, Server, text};
 
 #[tokio::test]
 async fn a_trapping_guest_answers_500_and_the_trap_is_logged() {
-    let routes = Routes::new().with("boom.wasm", "trap").with("ok.wasm", "inspect");
+    let routes = Routes::new()
+        .with("boom.wasm", "trap")
+        .with("ok.wasm", "inspect");
     let server = Server::start(routes.path()).await;
     for client in server.clients() {
         let answer = client.get("/boom").await;
@@ -39,7 +41,10 @@ async fn broken_routes_answer_500_while_the_others_serve() {
         "core.wasm: is a core wasm module, not a component",
         "command.wasm: does not export wasi:http/incoming-handler",
     ] {
-        assert!(log.contains(expected), "`{expected}` missing from log:\n{log}");
+        assert!(
+            log.contains(expected),
+            "`{expected}` missing from log:\n{log}"
+        );
     }
     let table = server.stdout.wait_for("/ok").await;
     assert!(table.contains("core.wasm  (failed to load)"), "{table}");
@@ -55,7 +60,10 @@ async fn guest_output_reaches_the_log_tagged_with_the_route() {
         .lines()
         .find(|line| line.contains("stdout: inspect: POST /api/users/5?q"))
         .unwrap_or_else(|| panic!("guest stdout missing:\n{log}"));
-    assert!(stdout_line.contains("route=/api/users/[id]"), "{stdout_line}");
+    assert!(
+        stdout_line.contains("route=/api/users/[id]"),
+        "{stdout_line}"
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,10 @@ async fn examples_answer_as_the_readme_says() {
         let hello = client.get("/api/hello").await;
         assert_eq!(hello.status(), 200);
         assert_eq!(hello.headers()["content-type"], "application/json");
-        assert_eq!(json(&hello), serde_json::json!({"message": "Hello from Wedge!"}));
+        assert_eq!(
+            json(&hello),
+            serde_json::json!({"message": "Hello from Wedge!"})
+        );
 
         let echo = client.post("/api/echo", "ping pong").await;
         assert_eq!((echo.status().as_u16(), text(&echo)), (200, "ping pong"));

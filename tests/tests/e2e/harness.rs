@@ -26,7 +26,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// A guest component built by `build.rs`, by package name.
 pub fn guest(name: &str) -> PathBuf {
     let path = Path::new(env!("WEDGE_GUESTS_DIR")).join(format!("{name}.wasm"));
-    assert!(path.exists(), "guest {name} was not built: {}", path.display());
+    assert!(
+        path.exists(),
+        "guest {name} was not built: {}",
+        path.display()
+    );
     path
 }
 
@@ -134,7 +138,10 @@ impl Server {
         let Some(addr) = addr else {
             let _ = child.start_kill();
             tokio::time::sleep(Duration::from_millis(200)).await;
-            panic!("wedge did not print its address ({read:?}): {first:?}\nlog:\n{}", log.text());
+            panic!(
+                "wedge did not print its address ({read:?}): {first:?}\nlog:\n{}",
+                log.text()
+            );
         };
         let rest = Output::default();
         rest.collect(stdout);
@@ -201,7 +208,9 @@ impl Http {
 
     /// A request builder for `path` on this server.
     pub fn request(&self, method: &str, path: &str) -> http::request::Builder {
-        Request::builder().method(method).uri(format!("{}{path}", self.base))
+        Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
     }
 
     /// Sends `request`, reads the whole response.
@@ -214,7 +223,12 @@ impl Http {
 
     /// Sends `request`, returns the response with its body unread.
     pub async fn send_streaming(&self, request: Request<Body>) -> Response<hyper::body::Incoming> {
-        let what = format!("{} {} over {}", request.method(), request.uri(), self.version);
+        let what = format!(
+            "{} {} over {}",
+            request.method(),
+            request.uri(),
+            self.version
+        );
         tokio::time::timeout(Duration::from_secs(60), self.client.request(request))
             .await
             .unwrap_or_else(|_| panic!("{what}: no response in 60 s"))
@@ -223,13 +237,17 @@ impl Http {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Answer {
-        self.send(self.request("GET", path).body(empty()).expect("request")).await
+        self.send(self.request("GET", path).body(empty()).expect("request"))
+            .await
     }
 
     /// `POST path` with `body`.
     pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> Answer {
-        let body = Full::new(body.into()).map_err(|never| match never {}).boxed();
-        self.send(self.request("POST", path).body(body).expect("request")).await
+        let body = Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed();
+        self.send(self.request("POST", path).body(body).expect("request"))
+            .await
     }
 }
 
@@ -253,7 +271,10 @@ pub fn json(answer: &Answer) -> serde_json::Value {
 pub async fn run_wedge(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
     let output = tokio::time::timeout(
         START_TIMEOUT,
-        Command::new(WEDGE).args(args).env("RUST_LOG", "warn").output(),
+        Command::new(WEDGE)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output(),
     )
     .await
     .expect("wedge finished in time")

@@ -38,14 +38,23 @@ async fn paths_reach_the_most_specific_route_with_its_params() {
         ("/about", Some(("/about", ""))),
         ("/api/users/42", Some(("/api/users/[id]", "id=42"))),
         ("/api/users/me", Some(("/api/users/me", ""))),
-        ("/api/users/a%20b%2Fc", Some(("/api/users/[id]", "id=a+b%2Fc"))),
-        ("/api/users/caf%C3%A9", Some(("/api/users/[id]", "id=caf%C3%A9"))),
+        (
+            "/api/users/a%20b%2Fc",
+            Some(("/api/users/[id]", "id=a+b%2Fc")),
+        ),
+        (
+            "/api/users/caf%C3%A9",
+            Some(("/api/users/[id]", "id=caf%C3%A9")),
+        ),
         ("/blog/a", Some(("/blog/[...slug]", "slug=a"))),
         ("/blog/a/b%20c", Some(("/blog/[...slug]", "slug=a%2Fb+c"))),
         ("/blog/featured", Some(("/blog/featured", ""))),
         ("/docs", Some(("/docs/[[...slug]]", ""))),
         ("/docs/x/y", Some(("/docs/[[...slug]]", "slug=x%2Fy"))),
-        ("/shop/toys/car", Some(("/shop/[cat]/[item]", "cat=toys&item=car"))),
+        (
+            "/shop/toys/car",
+            Some(("/shop/[cat]/[item]", "cat=toys&item=car")),
+        ),
         ("/index", None),
         ("/Hello", None),
         ("/blog", None),
@@ -106,12 +115,23 @@ async fn host_sets_boundary_headers_and_replaces_spoofed_ones() {
         let seen = json(&client.send(request).await);
         let what = client.version;
         let headers = &seen["headers"];
-        assert_eq!(headers["wedge-params"], serde_json::json!(["id=7"]), "{what}");
-        assert_eq!(headers["wedge-route"], serde_json::json!(["/api/users/[id]"]), "{what}");
+        assert_eq!(
+            headers["wedge-params"],
+            serde_json::json!(["id=7"]),
+            "{what}"
+        );
+        assert_eq!(
+            headers["wedge-route"],
+            serde_json::json!(["/api/users/[id]"]),
+            "{what}"
+        );
         assert_eq!(headers["x-custom"], serde_json::json!(["kept"]), "{what}");
         let addr = headers["wedge-client-addr"][0].as_str().unwrap();
         let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
-        assert!(addr.ip().is_loopback() && addr.port() != 0, "{what}: {addr}");
+        assert!(
+            addr.ip().is_loopback() && addr.port() != 0,
+            "{what}: {addr}"
+        );
         assert_eq!(headers["wedge-client-addr"].as_array().unwrap().len(), 1);
     }
 }
@@ -132,8 +152,17 @@ async fn hop_by_hop_headers_do_not_reach_the_guest() {
         .unwrap();
     let seen = json(&client.send(request).await);
     let headers = seen["headers"].as_object().unwrap();
-    for gone in ["connection", "x-hop", "keep-alive", "te", "transfer-encoding"] {
-        assert!(!headers.contains_key(gone), "{gone} reached the guest: {headers:?}");
+    for gone in [
+        "connection",
+        "x-hop",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+    ] {
+        assert!(
+            !headers.contains_key(gone),
+            "{gone} reached the guest: {headers:?}"
+        );
     }
     assert_eq!(headers["accept"], serde_json::json!(["text/plain"]));
 }
@@ -144,14 +173,23 @@ async fn route_table_is_printed_after_the_address() {
     let server = Server::start(routes.path()).await;
     let table = server.stdout.wait_for("/shop/[cat]/[item]").await;
     assert!(table.starts_with("routes (9):\n"), "{table}");
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     for row in [
         ["/api/users/[id]", "api/users/[id].wasm"],
         ["/about", "about/index.wasm"],
         ["/docs/[[...slug]]", "docs/[[...slug]].wasm"],
         ["/", "index.wasm"],
     ] {
-        assert!(rows.contains(&row.to_vec()), "{row:?} missing from:\n{table}");
+        assert!(
+            rows.contains(&row.to_vec()),
+            "{row:?} missing from:\n{table}"
+        );
     }
-    assert!(!table.contains("_private") && !table.contains("secret"), "{table}");
+    assert!(
+        !table.contains("_private") && !table.contains("secret"),
+        "{table}"
+    );
 }

@@ -42,9 +42,17 @@ async fn a_50_mb_body_is_echoed_byte_for_byte_without_buffering() {
         let mut offset = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.expect("response body frame");
-            let Some(data) = frame.data_ref() else { continue };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
             for (i, &byte) in data.iter().enumerate() {
-                assert_eq!(byte, byte_at(offset + i), "{}: byte {}", client.version, offset + i);
+                assert_eq!(
+                    byte,
+                    byte_at(offset + i),
+                    "{}: byte {}",
+                    client.version,
+                    offset + i
+                );
             }
             offset += data.len();
         }
@@ -52,6 +60,10 @@ async fn a_50_mb_body_is_echoed_byte_for_byte_without_buffering() {
 
         // Buffering the body whole would add at least its 50 MiB.
         let growth_mib = server.peak_rss_kib().saturating_sub(baseline) / 1024;
-        assert!(growth_mib < 20, "{}: peak RSS grew by {growth_mib} MiB", client.version);
+        assert!(
+            growth_mib < 20,
+            "{}: peak RSS grew by {growth_mib} MiB",
+            client.version
+        );
     }
 }
