@@ -85,7 +85,6 @@ fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn load(dir: &Path) -> anyhow::Result<(wasmtime::Engine, LoadedRoutes)> {
-    check_routes_dir(dir)?;
     let engine = new_engine(EngineOptions::default()).context("cannot create the wasm engine")?;
     let linker = new_linker(&engine)
         .map_err(anyhow::Error::from)
@@ -96,6 +95,7 @@ fn load(dir: &Path) -> anyhow::Result<(wasmtime::Engine, LoadedRoutes)> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    check_routes_dir(&args.routes_dir)?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -117,6 +117,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
+    check_routes_dir(&args.routes_dir)?;
     let (_engine, loaded) = load(&args.routes_dir)?;
     print_table(&args.routes_dir, &loaded);
     for error in &loaded.errors {

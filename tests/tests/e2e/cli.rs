@@ -64,8 +64,17 @@ async fn routes_exits_non_zero_naming_each_failing_file() {
 async fn a_missing_routes_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    for command in ["serve", "routes"] {
-        let (code, _, stderr) = run_wedge(&[OsStr::new(command), missing.as_os_str()]).await;
+    let missing = missing.as_os_str();
+    let serve = [
+        OsStr::new("serve"),
+        missing,
+        OsStr::new("--listen"),
+        OsStr::new("127.0.0.1:0"),
+    ];
+    let routes = [OsStr::new("routes"), missing];
+    for args in [&serve[..], &routes] {
+        let command = args[0].to_string_lossy();
+        let (code, _, stderr) = run_wedge(args).await;
         assert_eq!(code, 1, "{command}: {stderr}");
         assert!(stderr.contains("routes folder"), "{command}: {stderr}");
         assert!(
