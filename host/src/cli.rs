@@ -89,7 +89,7 @@ fn load(dir: &Path) -> anyhow::Result<(wasmtime::Engine, LoadedRoutes)> {
     let linker = new_linker(&engine)
         .map_err(anyhow::Error::from)
         .context("cannot link WASI into the engine")?;
-    let routes = Loader::new(engine.clone(), linker).load_dir(dir)?;
+    let routes = Loader::new(engine.clone(), linker).load_dir(dir);
     Ok((engine, routes))
 }
 
@@ -107,6 +107,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             })?;
         let dir = args.routes_dir.clone();
         let (engine, loaded) = tokio::task::spawn_blocking(move || load(&dir)).await??;
+        for error in &loaded.errors {
+            tracing::error!("{error}");
+        }
         let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
         println!("listening on http://{}", listener.local_addr()?);
         print_table(&args.routes_dir, &loaded);

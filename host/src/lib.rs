@@ -17,7 +17,7 @@
 //! let engine = engine::new_engine(engine::EngineOptions::default())?;
 //! let _ticker = engine::EpochTicker::start(&engine)?;
 //! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?);
-//! let loaded = loader.load_dir("routes".as_ref())?;
+//! let loaded = loader.load_dir("routes".as_ref());
 //! for error in &loaded.errors {
 //!     eprintln!("{error}");
 //! }

@@ -95,10 +95,11 @@ impl Loader {
 
     /// Loads every route under `dir`. Files are taken in path order, so where
     /// two conflict the lexicographically first one serves.
-    pub fn load_dir(&self, dir: &Path) -> Result<LoadedRoutes, LoadError> {
-        let mut errors = Vec::new();
+    pub fn load_dir(&self, dir: &Path) -> LoadedRoutes {
+        let (files, errors) = route_files(dir);
+        let mut errors: Vec<_> = errors.into_iter().map(Arc::new).collect();
         let mut candidates = Vec::new();
-        for file in route_files(dir)? {
+        for file in files {
             let relative = file.strip_prefix(dir).unwrap_or(&file);
             match RoutePattern::from_file_path(relative) {
                 Ok(Some(pattern)) => candidates.push((pattern, file)),
@@ -119,7 +120,7 @@ impl Loader {
         });
         let (table, conflicts) = RouteTable::new(routes.collect::<Vec<_>>());
         errors.extend(conflicts.into_iter().map(|c| Arc::new(LoadError::from(c))));
-        Ok(LoadedRoutes { table, errors })
+        LoadedRoutes { table, errors }
     }
 
     fn load_file(&self, pattern: &RoutePattern, file: &Path) -> LoadedRoute {
@@ -134,15 +135,14 @@ impl Loader {
             .unwrap_or_default();
         let started = Instant::now();
         let state = bytes.and_then(|b| self.compile(file, &b)).map_err(Arc::new);
-        match &state {
-            Ok(_) => tracing::info!(
+        if state.is_ok() {
+            tracing::info!(
                 route = %name,
                 file = %file.display(),
                 hash = &hash[..12],
                 ms = started.elapsed().as_millis() as u64,
                 "route loaded"
-            ),
-            Err(error) => tracing::error!(route = %name, "route failed to load: {error}"),
+            );
         }
         LoadedRoute { name, hash, state }
     }
@@ -195,9 +195,12 @@ fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// Every file under `dir`, following symlinks (Kubernetes mounts files as
-/// symlinks through `..data`), skipping private folders, sorted by path.
-fn route_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+/// symlinks through `..data`), skipping private folders, sorted by path; and
+/// every entry that could not be read (a dangling symlink, a loop), which
+/// costs that entry only.
+fn route_files(dir: &Path) -> (Vec<PathBuf>, Vec<LoadError>) {
     let mut files = Vec::new();
+    let mut errors = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .into_iter()
@@ -205,15 +208,16 @@ fn route_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
             entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with(['_', '.'])
         });
     for entry in walk {
-        let entry = entry.map_err(|e| LoadError::Io {
-            path: e.path().unwrap_or(dir).to_owned(),
-            source: e.into(),
-        })?;
-        if entry.file_type().is_file() {
-            files.push(entry.into_path());
+        match entry {
+            Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
+            Ok(_) => {}
+            Err(error) => errors.push(LoadError::Io {
+                path: error.path().unwrap_or(dir).to_owned(),
+                source: error.into(),
+            }),
         }
     }
     // Byte order of the whole path, so `a.wasm` sorts before `a/index.wasm`.
     files.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    Ok(files)
+    (files, errors)
 }

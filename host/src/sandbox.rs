@@ -10,9 +10,15 @@
 //! Components built against any WASI 0.2.x link: wasmtime's linker matches
 //! imports of `wasi:*@0.2.N` to the newer 0.2 implementations it holds.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tokio::sync::oneshot::{self, error::TryRecvError};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -109,7 +115,8 @@ impl WasiHttpHooks for DenyOutbound {
         tracing::warn!(
             route = %self.route,
             host = request.uri().authority().map_or("", |a| a.as_str()),
-            "outbound request denied: Wedge does not allow outbound HTTP from guests yet"
+            "outbound request denied: no outbound host is allowed (per-route \
+             `allowed_outbound_hosts` is not implemented yet)"
         );
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
@@ -126,8 +133,10 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
 /// Runs `request` through a fresh instance of `pre`, the component serving `route`.
 ///
 /// The guest runs in its own task so it can keep streaming the response
-/// body after its headers are returned here; a failure after that point
-/// cuts the body and is logged.
+/// body after its headers are returned here. If it fails after that point,
+/// the body ends in an error instead of cleanly, so the client sees a cut
+/// response (HTTP/1.1: no last chunk and the connection closed; HTTP/2: the
+/// stream reset), and the failure is logged.
 pub async fn handle<B>(
     pre: &ProxyPre<GuestState>,
     route: &Arc<str>,
@@ -141,44 +150,94 @@ where
     // Yield to the runtime at every epoch tick, so a busy guest cannot hold
     // a worker thread.
     store.epoch_deadline_async_yield_and_update(1);
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (response_sender, response_receiver) = oneshot::channel();
+    let responded = Arc::new(AtomicBool::new(false));
     let mut http = store.data_mut().http();
     let request = http
         .new_incoming_request(Scheme::Http, request)
         .map_err(GuestError::Trapped)?;
     let out = http
-        .new_response_outparam(sender)
+        .new_response_outparam_from_callback({
+            let responded = responded.clone();
+            move |response| {
+                responded.store(true, Ordering::Release);
+                let _ = response_sender.send(response);
+            }
+        })
         .map_err(GuestError::Trapped)?;
+    let (outcome_sender, outcome) = oneshot::channel();
     let pre = pre.clone();
-    let task = tokio::spawn(async move {
-        let proxy = pre.instantiate_async(&mut store).await?;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, request, out)
-            .await
-    });
-    match receiver.await {
-        Ok(Ok(response)) => {
-            let route = route.clone();
-            tokio::spawn(async move {
-                match task.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::error!(
-                        %route,
-                        "guest failed after sending its response headers; response cut: {error:?}"
-                    ),
-                    Err(join) => tracing::error!(%route, "guest task failed: {join}"),
-                }
-            });
-            Ok(response)
+    let task_route = route.clone();
+    tokio::spawn(async move {
+        let result = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await
         }
+        .await;
+        if let Err(error) = &result
+            && responded.load(Ordering::Acquire)
+        {
+            tracing::error!(
+                route = %task_route,
+                "guest failed after sending its response headers; response cut: {error:?}"
+            );
+        }
+        // Report while the store, which owns the response body's sender, is
+        // alive, so the body learns the outcome before it sees its end.
+        let _ = outcome_sender.send(result);
+        drop(store);
+    });
+    match response_receiver.await {
+        Ok(Ok(response)) => Ok(response.map(|body| GuestBody { body, outcome }.boxed_unsync())),
         Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
-        Err(_) => match task.await {
+        Err(_) => match outcome.await {
             Ok(Ok(())) => Err(GuestError::NoResponse),
             Ok(Err(error)) => Err(GuestError::Trapped(error)),
-            Err(join) => Err(GuestError::Trapped(wasmtime::Error::msg(format!(
-                "guest task failed: {join}"
-            )))),
+            Err(_) => Err(GuestError::Trapped(wasmtime::Error::msg(
+                "the guest's task ended without an outcome (the host panicked?)",
+            ))),
         },
+    }
+}
+
+/// A guest's response body that ends in an error, not cleanly, when the
+/// guest failed before finishing it. wasmtime-wasi-http ends a body whose
+/// guest trapped as if it were complete, which would hand the client a
+/// truncated response that looks whole.
+struct GuestBody {
+    body: HyperOutgoingBody,
+    outcome: oneshot::Receiver<wasmtime::Result<()>>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            // Still running (it finished the body and works on) or done: a
+            // clean end. Failed, or its task died: the body was never finished.
+            Poll::Ready(None) => match self.outcome.try_recv() {
+                Ok(Ok(())) | Err(TryRecvError::Empty) => Poll::Ready(None),
+                Ok(Err(_)) | Err(TryRecvError::Closed) => {
+                    Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
+                }
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -105,7 +105,7 @@ pub async fn dispatch(
         path,
         route = route.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
     );
     response
 }

@@ -19,11 +19,14 @@ use crate::routing::RouteTable;
 
 pub use dispatch::DispatchError;
 
-/// How long a client may take to send a request's headers.
+/// How long a client may take to send a request's headers: ample for a slow
+/// mobile link, short enough that connections opened and left silent
+/// (slowloris) are dropped rather than held.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long in-flight requests may run after SIGINT/SIGTERM before the
-/// server exits anyway.
+/// server exits anyway: within Kubernetes' default 30 s termination grace,
+/// with room for the load balancer to stop sending traffic first.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What every connection shares: the route table being served.

@@ -21,15 +21,55 @@ async fn a_trapping_guest_answers_500_and_the_trap_is_logged() {
 }
 
 #[tokio::test]
+async fn a_trap_after_the_headers_cuts_the_response() {
+    use http_body_util::BodyExt;
+    let routes = Routes::new().with("late.wasm", "trap_after_headers");
+    let server = Server::start(routes.path()).await;
+    for client in server.clients() {
+        for path in ["/late", "/late?length"] {
+            let what = format!("GET {path} over {}", client.version);
+            let request = client
+                .request("GET", path)
+                .body(crate::harness::empty())
+                .unwrap();
+            let response = client.send_streaming(request).await;
+            assert_eq!(response.status(), 200, "{what}");
+            let mut body = response.into_body();
+            let mut received = Vec::new();
+            let ending = loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        received.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d))
+                    }
+                    Some(Err(error)) => break Err(error),
+                    None => break Ok(()),
+                }
+            };
+            assert!(ending.is_err(), "{what}: the cut body ended cleanly");
+            assert_eq!(received, b"first part of the body\n", "{what}");
+        }
+    }
+    let log = server.log.wait_for("response cut").await;
+    assert!(
+        log.contains("panic after the response headers went out"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn broken_routes_answer_500_while_the_others_serve() {
     let routes = Routes::new()
         .with("ok.wasm", "inspect")
         .with_bytes("notwasm.wasm", b"not wasm at all")
         .with_bytes("core.wasm", b"\0asm\x01\0\0\0")
-        .with("command.wasm", "not_http");
+        .with("command.wasm", "not_http")
+        .with("dup.wasm", "inspect")
+        .with("dup/index.wasm", "trap");
     let server = Server::start(routes.path()).await;
     let client = server.http1();
     assert_eq!(client.get("/ok").await.status(), 200);
+    // The lexicographically first of two conflicting files serves.
+    assert_eq!(client.get("/dup").await.status(), 200);
     for path in ["/notwasm", "/core", "/command"] {
         let answer = client.get(path).await;
         assert_eq!(answer.status(), 500, "GET {path}");
@@ -48,6 +88,21 @@ async fn broken_routes_answer_500_while_the_others_serve() {
     }
     let table = server.stdout.wait_for("/ok").await;
     assert!(table.contains("core.wasm  (failed to load)"), "{table}");
+}
+
+#[tokio::test]
+async fn a_dangling_symlink_costs_only_itself() {
+    let routes = Routes::new().with("ok.wasm", "inspect");
+    let dangling = routes.path().join("gone.wasm");
+    std::os::unix::fs::symlink("nowhere/gone.wasm", &dangling).unwrap();
+    let server = Server::start(routes.path()).await;
+    assert_eq!(server.http1().get("/ok").await.status(), 200);
+    assert_eq!(server.http1().get("/gone").await.status(), 404);
+    let log = server.log.text();
+    assert!(
+        log.contains(&format!("{}: cannot read", dangling.display())),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -193,3 +193,27 @@ async fn route_table_is_printed_after_the_address() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn symlinked_files_serve_as_kubernetes_mounts_them() {
+    // A ConfigMap volume: the files are symlinks through `..data`, itself a
+    // symlink to a timestamped folder.
+    let routes = Routes::new().with("..2026_11_25/hello.wasm", "inspect");
+    let dir = routes.path();
+    std::os::unix::fs::symlink("..2026_11_25", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/hello.wasm", dir.join("hello.wasm")).unwrap();
+    std::fs::create_dir(dir.join("api")).unwrap();
+    std::os::unix::fs::symlink("../..data/hello.wasm", dir.join("api/linked.wasm")).unwrap();
+    let server = Server::start(dir).await;
+    let client = server.http1();
+    for (path, route) in [("/hello", "/hello"), ("/api/linked", "/api/linked")] {
+        let answer = client.get(path).await;
+        assert_eq!(answer.status(), 200, "GET {path}");
+        assert_eq!(header(&json(&answer), "wedge-route"), Some(route));
+    }
+    let table = server.stdout.wait_for("/hello").await;
+    assert!(
+        table.starts_with("routes (2):\n"),
+        "the private folders serve nothing:\n{table}"
+    );
+}
