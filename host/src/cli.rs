@@ -8,8 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
 use crate::engine::{EngineOptions, EpochTicker, new_engine};
 use crate::loader::{LoadedRoutes, Loader};
+use crate::reload::{Reloader, log_changes};
+use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
 use crate::server::{self, ServerState};
 
@@ -37,6 +40,11 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Do not watch the routes folder: serve what was there at start-up.
+    #[arg(long)]
+    no_watch: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +52,28 @@ struct RoutesArgs {
     /// The routes folder.
     #[arg(default_value = "routes")]
     routes_dir: PathBuf,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CacheArgs {
+    /// Where compiled components are cached [default: wedge/ in the user's cache folder].
+    /// Created private (0700); refused if others can write it.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl CacheArgs {
+    fn open(&self) -> anyhow::Result<Option<CompileCache>> {
+        let Some(dir) = self.cache_dir.clone().or_else(CompileCache::default_dir) else {
+            tracing::warn!(
+                "no user cache folder (is $HOME set?); compile cache off; pass --cache-dir to enable it"
+            );
+            return Ok(None);
+        };
+        Ok(Some(CompileCache::open(&dir, DEFAULT_CACHE_MAX_BYTES)?))
+    }
 }
 
 /// Runs the command line; exit code 0 on success, 1 on failure, 2 on usage errors.
@@ -84,13 +114,13 @@ fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn load(dir: &Path) -> anyhow::Result<(wasmtime::Engine, LoadedRoutes)> {
+fn new_loader(cache: &CacheArgs) -> anyhow::Result<(wasmtime::Engine, Loader)> {
+    let cache = cache.open()?;
     let engine = new_engine(EngineOptions::default()).context("cannot create the wasm engine")?;
     let linker = new_linker(&engine)
         .map_err(anyhow::Error::from)
         .context("cannot link WASI into the engine")?;
-    let routes = Loader::new(engine.clone(), linker).load_dir(dir);
-    Ok((engine, routes))
+    Ok((engine.clone(), Loader::new(engine, linker, cache)))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -105,15 +135,33 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     args.listen
                 )
             })?;
-        let dir = args.routes_dir.clone();
-        let (engine, loaded) = tokio::task::spawn_blocking(move || load(&dir)).await??;
+        let (engine, loader) = new_loader(&args.cache)?;
+        let loader = Arc::new(loader);
+        let loaded = tokio::task::spawn_blocking({
+            let (loader, dir) = (loader.clone(), args.routes_dir.clone());
+            move || loader.load_dir(&dir, None)
+        })
+        .await?;
         for error in &loaded.errors {
             tracing::error!("{error}");
         }
+        log_changes(&RouteTable::new([]).0, &loaded.table);
         let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
         println!("listening on http://{}", listener.local_addr()?);
         print_table(&args.routes_dir, &loaded);
         let state = Arc::new(ServerState::new(loaded.table));
+        let _watch = if args.no_watch {
+            None
+        } else {
+            let reloader = Reloader::new(loader, args.routes_dir.clone(), state.clone());
+            let watch = reloader.watch().with_context(|| {
+                format!(
+                    "cannot watch {} for changes; pass --no-watch to serve without hot reload",
+                    args.routes_dir.display()
+                )
+            })?;
+            Some(watch)
+        };
         server::run(listener, state, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -121,7 +169,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     check_routes_dir(&args.routes_dir)?;
-    let (_engine, loaded) = load(&args.routes_dir)?;
+    let (_engine, loader) = new_loader(&args.cache)?;
+    let loaded = loader.load_dir(&args.routes_dir, None);
     print_table(&args.routes_dir, &loaded);
     for error in &loaded.errors {
         eprintln!("error: {error}");

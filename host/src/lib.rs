@@ -5,9 +5,10 @@
 //! turn `app/api/users/[id]/route.js` into `/api/users/42`: every request runs
 //! in a fresh sandboxed instance.
 //!
-//! Data flows one way: [`cli`] → [`loader`] (find, compile, link) →
-//! [`routing`] (the route table) → [`server`] (hyper) → [`sandbox`] (store,
-//! WASI, wasi:http) → guest.
+//! Data flows one way: [`cli`] → [`loader`] (find, compile through the
+//! [`cache`], link) → [`routing`] (the route table) → [`server`] (hyper) →
+//! [`sandbox`] (store, WASI, wasi:http) → guest. The [`reload`] watcher
+//! only ever builds a new table and swaps it in.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -16,8 +17,8 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! let engine = engine::new_engine(engine::EngineOptions::default())?;
 //! let _ticker = engine::EpochTicker::start(&engine)?;
-//! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?);
-//! let loaded = loader.load_dir("routes".as_ref());
+//! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?, None);
+//! let loaded = loader.load_dir("routes".as_ref(), None);
 //! for error in &loaded.errors {
 //!     eprintln!("{error}");
 //! }
@@ -30,10 +31,12 @@
 
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod engine;
 mod guest_log;
 pub mod loader;
+pub mod reload;
 pub mod routing;
 pub mod sandbox;
 pub mod server;

@@ -1,8 +1,12 @@
 //! Finds route files under the routes folder and compiles each into a
 //! pre-instantiated component, ready for a fresh instance per request.
 
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -10,6 +14,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::cache::CompileCache;
 use crate::routing::{PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
 
@@ -67,10 +72,49 @@ pub enum LoadError {
 pub struct LoadedRoute {
     /// The pattern as shown in logs and the `wedge-route` header, e.g. `/api/users/[id]`.
     pub name: Arc<str>,
-    /// SHA-256 of the file's content, hex.
+    /// SHA-256 of the content this version was loaded from, hex.
     pub hash: String,
     /// Ready to instantiate, or why not.
     pub state: Result<ProxyPre<GuestState>, Arc<LoadError>>,
+    /// How this version was obtained.
+    pub origin: Origin,
+}
+
+impl LoadedRoute {
+    /// The first 12 hex digits of the content hash, for logs.
+    pub fn short_hash(&self) -> &str {
+        self.hash.get(..12).unwrap_or(&self.hash)
+    }
+}
+
+/// How a route's version was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled now, in `ms` milliseconds.
+    Compiled {
+        /// Compile and link time.
+        ms: u64,
+    },
+    /// Deserialized from the compile cache in `ms` milliseconds.
+    Cached {
+        /// Read, verify, deserialize and link time.
+        ms: u64,
+    },
+    /// Already loaded from the same content: nothing compiled.
+    Reused,
+    /// The file could not be loaded.
+    Failed,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Compiled { ms } => write!(f, "compiled in {ms} ms"),
+            Origin::Cached { ms } => write!(f, "from cache in {ms} ms"),
+            Origin::Reused => f.write_str("unchanged"),
+            Origin::Failed => f.write_str("failed"),
+        }
+    }
 }
 
 /// The routes found under a folder, and every file that could not be served.
@@ -81,84 +125,244 @@ pub struct LoadedRoutes {
     pub errors: Vec<Arc<LoadError>>,
 }
 
-/// Compiles route files against one engine and linker.
+/// Compiles route files against one engine and linker, through the cache.
 pub struct Loader {
     engine: Engine,
     linker: Linker<GuestState>,
+    cache: Option<CompileCache>,
+    /// Part of every cache key: entries from another engine are never found.
+    engine_hash: String,
+}
+
+/// A route file read from disk, before compiling.
+struct Candidate {
+    pattern: RoutePattern,
+    file: PathBuf,
+    content: Result<(Vec<u8>, String), LoadError>,
 }
 
 impl Loader {
-    /// A loader whose components link against `linker`.
-    pub fn new(engine: Engine, linker: Linker<GuestState>) -> Loader {
-        Loader { engine, linker }
+    /// A loader whose components link against `linker`, cached in `cache`.
+    pub fn new(engine: Engine, linker: Linker<GuestState>, cache: Option<CompileCache>) -> Loader {
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+        Loader {
+            engine,
+            linker,
+            cache,
+            engine_hash,
+        }
     }
 
-    /// Loads every route under `dir`. Files are taken in path order, so where
-    /// two conflict the lexicographically first one serves.
-    pub fn load_dir(&self, dir: &Path) -> LoadedRoutes {
-        let (files, errors) = route_files(dir);
-        let mut errors: Vec<_> = errors.into_iter().map(Arc::new).collect();
+    /// Loads every route under `dir`, reusing whatever `previous` already
+    /// loaded from the same content: unchanged files are never recompiled.
+    ///
+    /// A file that fails to load where `previous` served a working version
+    /// of it keeps that version (and the failure is reported). Where two
+    /// files conflict, one already in `previous` wins, then path order.
+    pub fn load_dir(&self, dir: &Path, previous: Option<&RouteTable<LoadedRoute>>) -> LoadedRoutes {
+        let (files, scan_errors) = route_files(dir);
+        let mut errors: Vec<_> = scan_errors.into_iter().map(Arc::new).collect();
         let mut candidates = Vec::new();
         for file in files {
             let relative = file.strip_prefix(dir).unwrap_or(&file);
             match RoutePattern::from_file_path(relative) {
-                Ok(Some(pattern)) => candidates.push((pattern, file)),
+                Ok(Some(pattern)) => candidates.push(Candidate {
+                    content: read_and_hash(&file),
+                    pattern,
+                    file,
+                }),
                 Ok(None) => {}
                 Err(source) => errors.push(Arc::new(LoadError::Pattern { file, source })),
             }
         }
-        let routes = candidates.into_iter().map(|(pattern, file)| {
-            let value = self.load_file(&pattern, &file);
-            if let Err(error) = &value.state {
-                errors.push(error.clone());
-            }
-            Route {
-                pattern,
-                file,
-                value,
-            }
-        });
-        let (table, conflicts) = RouteTable::new(routes.collect::<Vec<_>>());
+        let previous_routes = previous.map_or(&[][..], |table| table.routes());
+        let served_before = |file: &Path| previous.and_then(|table| table.by_file(file));
+        // Files already served claim their patterns first.
+        candidates.sort_by_key(|c| served_before(&c.file).is_none());
+
+        let compiled = self.compile_all(&candidates, previous_routes);
+        let routes: Vec<_> = candidates
+            .into_iter()
+            .map(|candidate| {
+                let name: Arc<str> = candidate.pattern.to_string().into();
+                let old = served_before(&candidate.file).map(|r| &r.value);
+                let value = match candidate.content {
+                    Ok((_, hash)) => match compiled.get(&hash) {
+                        Some(Ok((pre, origin))) => LoadedRoute {
+                            name,
+                            hash,
+                            state: Ok(pre.clone()),
+                            origin: *origin,
+                        },
+                        Some(Err(error)) => {
+                            self.failed(name, hash, error.clone(), old, &mut errors)
+                        }
+                        None => unreachable!("bug: every read candidate is compiled or reused"),
+                    },
+                    Err(error) => {
+                        self.failed(name, String::new(), Arc::new(error), old, &mut errors)
+                    }
+                };
+                Route {
+                    pattern: candidate.pattern,
+                    file: candidate.file,
+                    value,
+                }
+            })
+            .collect();
+        let (table, conflicts) = RouteTable::new(routes);
         errors.extend(conflicts.into_iter().map(|c| Arc::new(LoadError::from(c))));
         LoadedRoutes { table, errors }
     }
 
-    fn load_file(&self, pattern: &RoutePattern, file: &Path) -> LoadedRoute {
-        let name: Arc<str> = pattern.to_string().into();
-        let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
-            path: file.to_owned(),
-            source,
-        });
-        let hash = bytes
-            .as_ref()
-            .map(|b| format!("{:x}", Sha256::digest(b)))
-            .unwrap_or_default();
-        let started = Instant::now();
-        let state = bytes.and_then(|b| self.compile(file, &b)).map_err(Arc::new);
-        if state.is_ok() {
-            tracing::info!(
-                route = %name,
-                file = %file.display(),
-                hash = &hash[..12],
-                ms = started.elapsed().as_millis() as u64,
-                "route loaded"
-            );
+    /// A version that failed: the old one keeps serving if it worked.
+    fn failed(
+        &self,
+        name: Arc<str>,
+        hash: String,
+        error: Arc<LoadError>,
+        old: Option<&LoadedRoute>,
+        errors: &mut Vec<Arc<LoadError>>,
+    ) -> LoadedRoute {
+        if old.is_some_and(|old| old.hash == hash) {
+            // Same content failed before and was reported then.
+            return old.cloned().expect("checked above");
         }
-        LoadedRoute { name, hash, state }
+        errors.push(error.clone());
+        match old {
+            Some(old) if old.state.is_ok() => {
+                tracing::warn!(
+                    route = %name,
+                    "new version failed to load; still serving version {}",
+                    old.short_hash()
+                );
+                old.clone()
+            }
+            _ => LoadedRoute {
+                name,
+                hash,
+                state: Err(error),
+                origin: Origin::Failed,
+            },
+        }
     }
 
-    /// Compiles and links one component; the work done once per version,
-    /// so that a request only instantiates.
-    pub fn compile(&self, file: &Path, bytes: &[u8]) -> Result<ProxyPre<GuestState>, LoadError> {
+    /// Compiles each distinct content once, on as many threads as there are
+    /// cores; content `previous` already loaded is reused, not compiled.
+    fn compile_all(&self, candidates: &[Candidate], previous: &[Route<LoadedRoute>]) -> Compiled {
+        let mut compiled = Compiled::new();
+        for route in previous.iter().filter(|r| !r.value.hash.is_empty()) {
+            let reused = match &route.value.state {
+                Ok(pre) => Ok((pre.clone(), Origin::Reused)),
+                Err(error) => Err(error.clone()),
+            };
+            compiled.insert(route.value.hash.clone(), reused);
+        }
+        let mut jobs: Vec<&Candidate> = Vec::new();
+        for candidate in candidates {
+            if let Ok((_, hash)) = &candidate.content
+                && !compiled.contains_key(hash)
+                && !jobs
+                    .iter()
+                    .any(|job| job.content.as_ref().is_ok_and(|(_, h)| h == hash))
+            {
+                jobs.push(candidate);
+            }
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len());
+        let next = AtomicUsize::new(0);
+        let results = Mutex::new(Vec::with_capacity(jobs.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let Ok((bytes, hash)) = &job.content else {
+                            continue;
+                        };
+                        let result = self
+                            .load_component(&job.file, bytes, hash)
+                            .map_err(Arc::new);
+                        results
+                            .lock()
+                            .expect("no worker panics holding the lock")
+                            .push((hash.clone(), result));
+                    }
+                });
+            }
+        });
+        compiled.extend(
+            results
+                .into_inner()
+                .expect("no worker panicked holding the lock"),
+        );
+        compiled
+    }
+
+    /// Deserializes the component from the cache, or compiles (and caches)
+    /// it; then links it. The work done once per version, so that a request
+    /// only instantiates.
+    pub fn load_component(
+        &self,
+        file: &Path,
+        bytes: &[u8],
+        hash: &str,
+    ) -> Result<(ProxyPre<GuestState>, Origin), LoadError> {
+        let started = Instant::now();
         check_is_component(file, bytes)?;
-        let component =
-            Component::from_binary(&self.engine, bytes).map_err(|e| LoadError::Compile {
-                file: file.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
+        let key = format!("{hash}-{}", self.engine_hash);
+        let cached = self.cache.as_ref().and_then(|cache| cache.get(&key));
+        let (component, cached) = match cached.map(|payload| self.deserialize(&payload)) {
+            Some(Ok(component)) => (component, true),
+            cached => {
+                if let Some(Err(error)) = cached {
+                    tracing::warn!(file = %file.display(), "compile cache entry unusable ({error:#}); recompiling");
+                }
+                let component = Component::from_binary(&self.engine, bytes).map_err(|e| {
+                    LoadError::Compile {
+                        file: file.to_owned(),
+                        reason: format!("{e:#}"),
+                    }
+                })?;
+                if let Some(cache) = &self.cache {
+                    match component.serialize() {
+                        Ok(payload) => cache.put(&key, &payload),
+                        Err(error) => {
+                            tracing::warn!("cannot serialize {}: {error:#}", file.display())
+                        }
+                    }
+                }
+                (component, false)
+            }
+        };
+        let pre = self.link(file, &component)?;
+        let ms = started.elapsed().as_millis() as u64;
+        let origin = if cached {
+            Origin::Cached { ms }
+        } else {
+            Origin::Compiled { ms }
+        };
+        Ok((pre, origin))
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "deserializing runs code the cache holds; the cache folder is private and every entry is checksummed before it gets here"
+    )]
+    fn deserialize(&self, payload: &[u8]) -> wasmtime::Result<Component> {
+        // SAFETY: `payload` is a verified entry written by `Component::serialize`
+        // with this engine's compatibility hash in its key; wasmtime checks
+        // the header (version, target, settings) again before loading.
+        unsafe { Component::deserialize(&self.engine, payload) }
+    }
+
+    fn link(&self, file: &Path, component: &Component) -> Result<ProxyPre<GuestState>, LoadError> {
         let instance = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::Link {
                 file: file.to_owned(),
                 reason: format!(
@@ -173,6 +377,18 @@ impl Loader {
             ),
         })
     }
+}
+
+/// Compiled or reused versions by content hash.
+type Compiled = HashMap<String, Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>>;
+
+fn read_and_hash(file: &Path) -> Result<(Vec<u8>, String), LoadError> {
+    let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
+        path: file.to_owned(),
+        source,
+    })?;
+    let hash = format!("{:x}", Sha256::digest(&bytes));
+    Ok((bytes, hash))
 }
 
 /// Tells a core module or a non-wasm file from a component before wasmtime

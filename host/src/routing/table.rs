@@ -97,6 +97,11 @@ impl<T> RouteTable<T> {
         &self.routes
     }
 
+    /// The route loaded from `file`, if any.
+    pub fn by_file(&self, file: &std::path::Path) -> Option<&Route<T>> {
+        self.routes.iter().find(|route| route.file == file)
+    }
+
     /// The route serving `path` (no query), by precedence: at every segment
     /// static > `[param]` > `[...catch]` > `[[...optional]]`.
     ///

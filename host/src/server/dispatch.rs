@@ -127,7 +127,7 @@ async fn route(
     if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
         return Err((None, DispatchError::MissingHost));
     }
-    let table = state.routes.clone();
+    let table = state.routes();
     let Some(found) = table.lookup(request.uri().path()) else {
         return Err((None, DispatchError::NotFound));
     };

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -29,17 +30,28 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// with room for the load balancer to stop sending traffic first.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What every connection shares: the route table being served.
+/// What every connection shares: the route table being served, swapped
+/// whole on reload.
 pub struct ServerState {
-    routes: Arc<RouteTable<LoadedRoute>>,
+    routes: ArcSwap<RouteTable<LoadedRoute>>,
 }
 
 impl ServerState {
     /// Serve `routes`.
     pub fn new(routes: RouteTable<LoadedRoute>) -> ServerState {
         ServerState {
-            routes: Arc::new(routes),
+            routes: ArcSwap::from_pointee(routes),
         }
+    }
+
+    /// The table being served now; a request keeps the one it started with.
+    pub fn routes(&self) -> Arc<RouteTable<LoadedRoute>> {
+        self.routes.load_full()
+    }
+
+    /// Serves `routes` from the next request on.
+    pub fn swap_routes(&self, routes: RouteTable<LoadedRoute>) {
+        self.routes.store(Arc::new(routes));
     }
 }
 

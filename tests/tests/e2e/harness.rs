@@ -105,6 +105,8 @@ impl Output {
 /// A running `wedge serve`, killed when dropped.
 pub struct Server {
     child: Child,
+    /// Its compile cache, private to this server unless one was passed.
+    _cache: Option<tempfile::TempDir>,
     /// The address it printed.
     pub addr: SocketAddr,
     /// Its stdout after the `listening on` line: the route table.
@@ -114,12 +116,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `wedge serve ROUTES --listen 127.0.0.1:0` and waits for its address.
+    /// Starts `wedge serve ROUTES --listen 127.0.0.1:0` with a fresh compile
+    /// cache and waits for its address.
     pub async fn start(routes: &Path) -> Server {
+        let cache = tempfile::tempdir().expect("create a cache dir");
+        let mut server =
+            Server::start_with(routes, &["--cache-dir".as_ref(), cache.path().as_os_str()]).await;
+        server._cache = Some(cache);
+        server
+    }
+
+    /// Starts `wedge serve ROUTES --listen 127.0.0.1:0 ARGS` and waits for its address.
+    pub async fn start_with(routes: &Path, args: &[&std::ffi::OsStr]) -> Server {
         let mut child = Command::new(WEDGE)
             .arg("serve")
             .arg(routes)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -147,10 +160,26 @@ impl Server {
         rest.collect(stdout);
         Server {
             child,
+            _cache: None,
             addr,
             stdout: rest,
             log,
         }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit; its exit code.
+    pub async fn stop(mut self) -> i32 {
+        let pid = self.child.id().expect("server is running");
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -TERM {pid}");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server exits after SIGTERM")
+            .expect("wait for server");
+        status.code().expect("exited, not killed by a signal")
     }
 
     /// An HTTP/1.1 client for this server.

@@ -6,5 +6,6 @@ mod harness;
 mod cli;
 mod errors;
 mod examples;
+mod reload;
 mod routing;
 mod streaming;
