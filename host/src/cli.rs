@@ -1,5 +1,6 @@
 //! The `wedge` command line: `serve` and `routes`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -147,7 +148,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         log_changes(&RouteTable::new([]).0, &loaded.table);
         let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
-        println!("listening on http://{}", listener.local_addr()?);
+        // stdout may be closed (a supervisor that read the address and left):
+        // that must not stop the server, so print errors are ignored.
+        let _ = writeln!(
+            std::io::stdout(),
+            "listening on http://{}",
+            listener.local_addr()?
+        );
         print_table(&args.routes_dir, &loaded);
         let state = Arc::new(ServerState::new(loaded.table));
         let _watch = if args.no_watch {
@@ -189,7 +196,8 @@ fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
 /// One line per route: pattern, file, and whether it loaded.
 fn print_table(dir: &Path, loaded: &LoadedRoutes) {
     let routes = loaded.table.routes();
-    println!("routes ({}):", routes.len());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "routes ({}):", routes.len());
     let width = routes.iter().map(|r| r.value.name.len()).max().unwrap_or(0);
     for route in routes {
         let file = route.file.strip_prefix(dir).unwrap_or(&route.file);
@@ -198,7 +206,12 @@ fn print_table(dir: &Path, loaded: &LoadedRoutes) {
         } else {
             "  (failed to load)"
         };
-        println!("  {:width$}  {}{state}", route.value.name, file.display());
+        let _ = writeln!(
+            out,
+            "  {:width$}  {}{state}",
+            route.value.name,
+            file.display()
+        );
     }
 }
 

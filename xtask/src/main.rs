@@ -8,6 +8,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 /// The workspaces whose crates are built only for wasm32-wasip2.
 const GUEST_MANIFESTS: [&str; 3] = [
     "guest-sdk/Cargo.toml",
@@ -37,6 +39,18 @@ enum Task {
     },
     /// Everything CI runs: formatting, lints (host and guests), all tests.
     Test,
+    /// Benchmarks, on the release build.
+    Bench {
+        #[command(subcommand)]
+        which: BenchKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Hot-reload latency (rename to first new response) and start-up with
+    /// 100 routes, each with a cold and a warm compile cache.
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +61,7 @@ fn main() -> ExitCode {
             .and_then(|()| build_routes())
             .and_then(|()| serve(&args)),
         Task::Test => setup().and_then(|()| test()),
+        Task::Bench { which } => setup().and_then(|()| bench(which)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -230,4 +245,23 @@ fn test() -> anyhow::Result<()> {
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run(tests)
+}
+
+fn bench(which: BenchKind) -> anyhow::Result<()> {
+    let target = target_dir()?;
+    let guest_dir = target.join("wasm-guests");
+    let mut fixtures = guest_cargo("build", "tests/fixtures/Cargo.toml", &guest_dir);
+    fixtures.args(["--release", "--workspace"]);
+    run(fixtures)?;
+    let mut wedge = cargo();
+    wedge.args(["build", "--release", "--package", "wedge"]);
+    run(wedge)?;
+    let bench = bench::Bench {
+        wedge: target.join("release/wedge"),
+        guests: guest_dir.join(WASM_TARGET).join("release"),
+        work: target.join("bench"),
+    };
+    match which {
+        BenchKind::Reload => bench.reload(),
+    }
 }

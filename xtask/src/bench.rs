@@ -1,0 +1,284 @@
+//! `cargo xtask bench reload`: how fast a changed route serves, and how
+//! fast a server with many routes starts, with a cold and a warm compile
+//! cache. Runs the release `wedge` binary against components built from
+//! `tests/fixtures`, over loopback only, with bounded loops.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Swaps measured per run: enough for a stable median on a noisy machine.
+const SWAPS: usize = 50;
+/// Routes in the start-up measurement.
+const ROUTES: usize = 100;
+/// Longest wait for one swap or one start before the bench gives up.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The components and the binary the benchmark runs.
+pub struct Bench {
+    pub wedge: PathBuf,
+    pub guests: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Bench {
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let v1 = std::fs::read(self.guests.join("hello_v1.wasm")).context("read hello_v1.wasm")?;
+        let v2 = std::fs::read(self.guests.join("hello_v2.wasm")).context("read hello_v2.wasm")?;
+        // Each swap gets content never seen before, so a cold cache must
+        // compile it: v2 and v1 alternate, each with a unique custom section.
+        let variants: Vec<(Vec<u8>, &str)> = (0..SWAPS)
+            .map(|i| {
+                let (base, body) = if i % 2 == 0 { (&v2, "v2") } else { (&v1, "v1") };
+                (with_custom_section(base, &format!("bench-{i}")), body)
+            })
+            .collect();
+
+        let dir = self.fresh_dir("reload")?;
+        let (routes, cache) = (dir.join("routes"), dir.join("cache"));
+        std::fs::create_dir_all(&routes)?;
+        let mut rows = Vec::new();
+        for run in ["cold cache", "warm cache"] {
+            std::fs::write(routes.join("r.wasm"), &v1)?;
+            let server = Server::start(&self.wedge, &routes, &cache)?;
+            wait_for(server.addr, "/r", "v1")?;
+            let baseline = sample(SWAPS, || {
+                let started = Instant::now();
+                get(server.addr, "/r")?;
+                Ok(started.elapsed())
+            })?;
+            let mut swaps = Vec::with_capacity(SWAPS);
+            for (bytes, body) in &variants {
+                let temporary = routes.join(".r.wasm.tmp");
+                std::fs::write(&temporary, bytes)?;
+                let started = Instant::now();
+                std::fs::rename(&temporary, routes.join("r.wasm"))?;
+                wait_for(server.addr, "/r", body)?;
+                swaps.push(started.elapsed());
+            }
+            // Give the last swap's log line a moment to arrive.
+            std::thread::sleep(Duration::from_millis(200));
+            let loads: Vec<Duration> = server.load_ms.lock().expect("not poisoned")[1..]
+                .iter()
+                .map(|&ms| Duration::from_millis(ms))
+                .collect();
+            rows.push((format!("request, no swap ({run})"), summary(&baseline)));
+            rows.push((
+                format!("rename -> first new response ({run})"),
+                summary(&swaps),
+            ));
+            rows.push((
+                format!("  of which compile or cache load ({run})"),
+                summary(&loads),
+            ));
+        }
+        print_rows(
+            &format!("hot reload, hello component, {SWAPS} swaps each"),
+            &rows,
+        );
+
+        let dir = self.fresh_dir("startup")?;
+        let (routes, cache) = (dir.join("routes"), dir.join("cache"));
+        for i in 0..ROUTES {
+            let folder = routes.join(format!("r{i}"));
+            std::fs::create_dir_all(&folder)?;
+            std::fs::write(
+                folder.join("index.wasm"),
+                with_custom_section(&v1, &format!("route-{i}")),
+            )?;
+        }
+        let mut rows = Vec::new();
+        for run in ["cold cache", "warm cache"] {
+            let started = Instant::now();
+            let server = Server::start(&self.wedge, &routes, &cache)?;
+            wait_for(server.addr, &format!("/r{}", ROUTES - 1), "v1")?;
+            rows.push((
+                format!("start -> first 200 ({run})"),
+                format!("{:.0} ms", ms(started.elapsed())),
+            ));
+        }
+        print_rows(&format!("start-up, {ROUTES} distinct routes"), &rows);
+        Ok(())
+    }
+
+    fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.work.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clear {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
+/// `wedge serve` on a free loopback port; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// The "compiled in N ms" / "from cache in N ms" figures its log reported.
+    load_ms: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Server {
+    fn start(wedge: &Path, routes: &Path, cache: &Path) -> anyhow::Result<Server> {
+        let mut child = Command::new(wedge)
+            .arg("serve")
+            .arg(routes)
+            .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+            .arg(cache)
+            .env("RUST_LOG", "warn,wedge::reload=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", wedge.display()))?;
+        let stdout = child.stdout.take().context("piped stdout")?;
+        let mut stdout = BufReader::new(stdout);
+        let mut first = String::new();
+        stdout.read_line(&mut first)?;
+        // Keep reading (the route table), so the server never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let Some(addr) = first.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            bail!("wedge printed {first:?} instead of its address");
+        };
+        let addr = addr.parse()?;
+        let load_ms = Arc::new(Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().context("piped stderr")?);
+        std::thread::spawn({
+            let load_ms = load_ms.clone();
+            move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    let figure = line
+                        .split_once(" in ")
+                        .and_then(|(_, rest)| rest.split_once(" ms)"))
+                        .and_then(|(ms, _)| ms.parse().ok());
+                    match figure {
+                        Some(ms) => load_ms.lock().expect("not poisoned").push(ms),
+                        None if line.contains("ERROR") || line.contains("WARN") => {
+                            eprintln!("{line}")
+                        }
+                        None => {}
+                    }
+                }
+            }
+        });
+        Ok(Server {
+            child,
+            addr,
+            load_ms,
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over a fresh HTTP/1.1 connection: (status, body).
+fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP response: {response:?}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // One short chunk: its size line, then its data.
+        body.lines().nth(1).unwrap_or("")
+    } else {
+        body
+    };
+    Ok((status, body.to_owned()))
+}
+
+/// Polls `GET path` until it answers 200 with `body`.
+fn wait_for(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if let Ok((200, answer)) = get(addr, path)
+            && answer == body
+        {
+            return Ok(());
+        }
+        // 1 ms resolution; a tight loop would take CPU from the compile it waits for.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    bail!("GET {path} did not answer {body:?} within {DEADLINE:?}")
+}
+
+fn sample(
+    n: usize,
+    mut once: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<Vec<Duration>> {
+    (0..n).map(|_| once()).collect()
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Median, p99 (with 50 samples: the largest but none), min and max.
+fn summary(samples: &[Duration]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {:7.2} ms   p99 {:7.2} ms   min {:7.2} ms   max {:7.2} ms",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(sorted[0]),
+        ms(sorted[sorted.len() - 1])
+    )
+}
+
+fn print_rows(title: &str, rows: &[(String, String)]) {
+    println!("\n{title}");
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in rows {
+        println!("  {name:width$}  {value}");
+    }
+}
+
+/// `component` with a custom section appended: the same behaviour, new content.
+fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
+    let mut content = leb128(name.len());
+    content.extend(name.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    out.extend(leb128(content.len()));
+    out.extend(content);
+    out
+}
+
+fn leb128(mut value: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
