@@ -312,6 +312,7 @@ impl Loader {
         hash: &str,
     ) -> Result<(ProxyPre<GuestState>, Origin), LoadError> {
         let started = Instant::now();
+        tracing::debug!(file = %file.display(), "loading component");
         check_is_component(file, bytes)?;
         let key = format!("{hash}-{}", self.engine_hash);
         let cached = self.cache.as_ref().and_then(|cache| cache.get(&key));

@@ -133,7 +133,8 @@ impl Server {
             .arg(routes)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            // The loader's debug line shows every compile or cache load.
+            .env("RUST_LOG", "info,wedge::loader=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -43,7 +43,9 @@ fn v2() -> Vec<u8> {
 
 #[tokio::test]
 async fn a_hundred_swaps_under_load_fail_no_request() {
-    let routes = Routes::new().with("r.wasm", "hello_v1");
+    let routes = Routes::new()
+        .with("r.wasm", "hello_v1")
+        .with("other.wasm", "inspect");
     let file = routes.path().join("r.wasm");
     let server = Server::start(routes.path()).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -95,6 +97,14 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
     );
     let log = server.log.text();
     assert!(log.contains("route updated: "), "{log}");
+    // A hundred rescans, and the unchanged route was loaded once.
+    let loads = |name: &str| {
+        log.lines()
+            .filter(|l| l.contains("loading component") && l.contains(name))
+            .count()
+    };
+    assert_eq!(loads("other.wasm"), 1, "{log}");
+    assert!(text(&server.http1().get("/other").await).contains("\"method\""));
 }
 
 #[tokio::test]
