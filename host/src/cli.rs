@@ -10,12 +10,13 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
-use crate::engine::{EngineOptions, EpochTicker, new_engine};
-use crate::loader::{LoadedRoutes, Loader};
+use crate::engine::{DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine};
+use crate::loader::{LoadedRoutes, Loader, SettingsSource};
 use crate::reload::{Reloader, log_changes};
 use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
 use crate::server::{self, ServerState};
+use crate::settings::ConfigFile;
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
 #[derive(Debug, Parser)]
@@ -45,7 +46,7 @@ struct ServeArgs {
     #[arg(long)]
     no_watch: bool,
     #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,19 +55,63 @@ struct RoutesArgs {
     #[arg(default_value = "routes")]
     routes_dir: PathBuf,
     #[command(flatten)]
-    cache: CacheArgs,
+    load: LoadArgs,
 }
 
+/// How routes are loaded: shared by `serve` and `routes`.
 #[derive(Debug, clap::Args)]
-struct CacheArgs {
+struct LoadArgs {
     /// Where compiled components are cached [default: wedge/ in the user's cache folder].
     /// Created private (0700); refused if others can write it.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Server config file; its `[defaults]` table holds sidecar keys that
+    /// every route gets unless its sidecar sets them.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// `.env` file of variables that `${NAME}` in sidecars may use, after
+    /// the host's environment; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Most guest instances running at once; more requests get 503.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_instances: u32,
+    /// Most linear memory one instance may have; sizes the instance pool.
+    /// A route's `memory` may not exceed it.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    max_instance_memory: u64,
 }
 
-impl CacheArgs {
-    fn open(&self) -> anyhow::Result<Option<CompileCache>> {
+/// A size flag: bytes, or `KiB`/`MiB`/`GiB` (binary), `KB`/`MB`/`GB` (decimal).
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{e}; write e.g. 256MiB"))
+}
+
+impl LoadArgs {
+    fn settings(&self) -> anyhow::Result<SettingsSource> {
+        let config = match &self.config {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read --config {}", file.display()))?;
+                Some((file.clone(), ConfigFile::parse(file, &text)?.defaults))
+            }
+            None => None,
+        };
+        if let Some(file) = &self.env_file {
+            std::fs::metadata(file)
+                .with_context(|| format!("cannot read --env-file {}", file.display()))?;
+        }
+        Ok(SettingsSource {
+            config,
+            env_file: self.env_file.clone(),
+            max_memory: self.max_instance_memory,
+        })
+    }
+
+    fn open_cache(&self) -> anyhow::Result<Option<CompileCache>> {
         let Some(dir) = self.cache_dir.clone().or_else(CompileCache::default_dir) else {
             tracing::warn!(
                 "no user cache folder (is $HOME set?); compile cache off; pass --cache-dir to enable it"
@@ -115,13 +160,18 @@ fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn new_loader(cache: &CacheArgs) -> anyhow::Result<(wasmtime::Engine, Loader)> {
-    let cache = cache.open()?;
-    let engine = new_engine(EngineOptions::default()).context("cannot create the wasm engine")?;
+fn new_loader(args: &LoadArgs) -> anyhow::Result<(wasmtime::Engine, Loader)> {
+    let settings = args.settings()?;
+    let cache = args.open_cache()?;
+    let options = EngineOptions {
+        max_instances: args.max_instances,
+        max_instance_memory: args.max_instance_memory,
+    };
+    let engine = new_engine(options).context("cannot create the wasm engine")?;
     let linker = new_linker(&engine)
         .map_err(anyhow::Error::from)
         .context("cannot link WASI into the engine")?;
-    Ok((engine.clone(), Loader::new(engine, linker, cache)))
+    Ok((engine.clone(), Loader::new(engine, linker, cache, settings)))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -136,7 +186,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     args.listen
                 )
             })?;
-        let (engine, loader) = new_loader(&args.cache)?;
+        let (engine, loader) = new_loader(&args.load)?;
         let loader = Arc::new(loader);
         let loaded = tokio::task::spawn_blocking({
             let (loader, dir) = (loader.clone(), args.routes_dir.clone());
@@ -156,11 +206,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?
         );
         print_table(&args.routes_dir, &loaded);
-        let state = Arc::new(ServerState::new(loaded.table));
+        let state = Arc::new(ServerState::new(loaded.table, args.load.max_instances));
         let _watch = if args.no_watch {
             None
         } else {
-            let reloader = Reloader::new(loader, args.routes_dir.clone(), state.clone());
+            let also = [&args.load.config, &args.load.env_file];
+            let also = also.into_iter().flatten().cloned().collect();
+            let reloader = Reloader::new(loader, args.routes_dir.clone(), also, state.clone());
             let watch = reloader.watch().with_context(|| {
                 format!(
                     "cannot watch {} for changes; pass --no-watch to serve without hot reload",
@@ -176,7 +228,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     check_routes_dir(&args.routes_dir)?;
-    let (_engine, loader) = new_loader(&args.cache)?;
+    let (_engine, loader) = new_loader(&args.load)?;
     let loaded = loader.load_dir(&args.routes_dir, None);
     print_table(&args.routes_dir, &loaded);
     for error in &loaded.errors {

@@ -17,13 +17,17 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! let engine = engine::new_engine(engine::EngineOptions::default())?;
 //! let _ticker = engine::EpochTicker::start(&engine)?;
-//! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?, None);
+//! let settings = wedge::loader::SettingsSource {
+//!     max_memory: engine::DEFAULT_MAX_INSTANCE_MEMORY,
+//!     ..Default::default()
+//! };
+//! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?, None, settings);
 //! let loaded = loader.load_dir("routes".as_ref(), None);
 //! for error in &loaded.errors {
 //!     eprintln!("{error}");
 //! }
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! let state = Arc::new(server::ServerState::new(loaded.table));
+//! let state = Arc::new(server::ServerState::new(loaded.table, engine::DEFAULT_MAX_INSTANCES));
 //! server::run(listener, state, std::future::pending()).await?;
 //! # Ok(())
 //! # }
@@ -40,3 +44,4 @@ pub mod reload;
 pub mod routing;
 pub mod sandbox;
 pub mod server;
+pub mod settings;

@@ -1,7 +1,7 @@
 //! Finds route files under the routes folder and compiles each into a
 //! pre-instantiated component, ready for a fresh instance per request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -14,9 +14,12 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use tokio::sync::Semaphore;
+
 use crate::cache::CompileCache;
 use crate::routing::{PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
+use crate::settings::{RouteSettings, SettingsError, SettingsLayer, parse_env_file};
 
 /// Why a route file cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub enum LoadError {
     /// The file names the same route as another, or breaks a routing rule beside it.
     #[error(transparent)]
     Conflict(#[from] RouteConflict),
+    /// The route's sidecar (or the config's defaults, or the env file) is invalid.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// The file is a core wasm module or not wasm at all.
     #[error("{}: {reason}", file.display())]
     NotAComponent {
@@ -75,7 +81,7 @@ pub struct LoadedRoute {
     /// SHA-256 of the content this version was loaded from, hex.
     pub hash: String,
     /// Ready to instantiate, or why not.
-    pub state: Result<ProxyPre<GuestState>, Arc<LoadError>>,
+    pub state: Result<Ready, Arc<LoadError>>,
     /// How this version was obtained.
     pub origin: Origin,
 }
@@ -84,6 +90,73 @@ impl LoadedRoute {
     /// The first 12 hex digits of the content hash, for logs.
     pub fn short_hash(&self) -> &str {
         self.hash.get(..12).unwrap_or(&self.hash)
+    }
+}
+
+/// A route that can serve: its component, settings and concurrency share.
+#[derive(Clone)]
+pub struct Ready {
+    /// The pre-instantiated component.
+    pub pre: ProxyPre<GuestState>,
+    /// Its sidecar settings, layered over the defaults.
+    pub settings: Arc<RouteSettings>,
+    /// Its share of the instance slots, if `max_concurrency` is set.
+    pub slots: Option<Arc<Semaphore>>,
+}
+
+/// Where route settings come from besides each route's sidecar.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsSource {
+    /// `--config`: its path and `[defaults]`.
+    pub config: Option<(PathBuf, SettingsLayer)>,
+    /// `--env-file`, re-read at every load.
+    pub env_file: Option<PathBuf>,
+    /// The most memory a route may ask for: the pool's per-instance size.
+    pub max_memory: u64,
+}
+
+impl SettingsSource {
+    /// The variables `${NAME}` may name: the host's environment, then the env file.
+    fn vars(&self) -> Result<BTreeMap<String, String>, SettingsError> {
+        let Some(file) = &self.env_file else {
+            return Ok(BTreeMap::new());
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| SettingsError {
+            file: file.clone(),
+            key: None,
+            message: format!("cannot read the env file: {e}"),
+        })?;
+        parse_env_file(file, &text)
+    }
+
+    /// The settings for the route served by `wasm`: its sidecar (same name,
+    /// `.toml`) over the config's defaults over the built-in defaults.
+    fn for_route(
+        &self,
+        wasm: &Path,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<RouteSettings, SettingsError> {
+        let sidecar = wasm.with_extension("toml");
+        let layer = match std::fs::read_to_string(&sidecar) {
+            Ok(text) => Some(SettingsLayer::parse_sidecar(&sidecar, &text)?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                return Err(SettingsError {
+                    file: sidecar,
+                    key: None,
+                    message: format!("cannot read: {error}"),
+                });
+            }
+        };
+        let lookup = |name: &str| std::env::var(name).ok().or_else(|| vars.get(name).cloned());
+        RouteSettings::resolve(
+            layer.as_ref().map(|layer| (sidecar.as_path(), layer)),
+            self.config
+                .as_ref()
+                .map(|(file, layer)| (file.as_path(), layer)),
+            self.max_memory,
+            &lookup,
+        )
     }
 }
 
@@ -130,6 +203,7 @@ pub struct Loader {
     engine: Engine,
     linker: Linker<GuestState>,
     cache: Option<CompileCache>,
+    settings: SettingsSource,
     /// Part of every cache key: entries from another engine are never found.
     engine_hash: String,
 }
@@ -142,8 +216,14 @@ struct Candidate {
 }
 
 impl Loader {
-    /// A loader whose components link against `linker`, cached in `cache`.
-    pub fn new(engine: Engine, linker: Linker<GuestState>, cache: Option<CompileCache>) -> Loader {
+    /// A loader whose components link against `linker`, cached in `cache`,
+    /// with settings from their sidecars over `settings`.
+    pub fn new(
+        engine: Engine,
+        linker: Linker<GuestState>,
+        cache: Option<CompileCache>,
+        settings: SettingsSource,
+    ) -> Loader {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = format!("{:016x}", hasher.finish());
@@ -151,6 +231,7 @@ impl Loader {
             engine,
             linker,
             cache,
+            settings,
             engine_hash,
         }
     }
@@ -183,26 +264,36 @@ impl Loader {
         candidates.sort_by_key(|c| served_before(&c.file).is_none());
 
         let compiled = self.compile_all(&candidates, previous_routes);
+        let vars = self.settings.vars();
+        if let Err(error) = &vars {
+            errors.push(Arc::new(LoadError::Settings(error.clone())));
+        }
         let routes: Vec<_> = candidates
             .into_iter()
             .map(|candidate| {
                 let name: Arc<str> = candidate.pattern.to_string().into();
                 let old = served_before(&candidate.file).map(|r| &r.value);
-                let value = match candidate.content {
-                    Ok((_, hash)) => match compiled.get(&hash) {
-                        Some(Ok((pre, origin))) => LoadedRoute {
-                            name,
-                            hash,
-                            state: Ok(pre.clone()),
-                            origin: *origin,
-                        },
-                        Some(Err(error)) => {
-                            self.failed(name, hash, error.clone(), old, &mut errors)
-                        }
-                        None => unreachable!("bug: every read candidate is compiled or reused"),
-                    },
-                    Err(error) => {
-                        self.failed(name, String::new(), Arc::new(error), old, &mut errors)
+                let (hash, loaded) = match candidate.content {
+                    Ok((_, hash)) => {
+                        let loaded = compiled.get(&hash).cloned().unwrap_or_else(|| {
+                            unreachable!("bug: every read candidate is compiled or reused")
+                        });
+                        (hash, loaded)
+                    }
+                    Err(error) => (String::new(), Err(Arc::new(error))),
+                };
+                let settings = match &vars {
+                    Ok(vars) => self.settings.for_route(&candidate.file, vars),
+                    Err(error) => Err(error.clone()),
+                };
+                let value = match (loaded, settings) {
+                    (Ok((pre, origin)), Ok(settings)) => {
+                        ready(name, hash, pre, origin, settings, old)
+                    }
+                    (Err(error), _) => failed(name, hash, error, old, &mut errors),
+                    (Ok(_), Err(error)) => {
+                        let error = Arc::new(LoadError::Settings(error));
+                        failed(name, hash, error, old, &mut errors)
                     }
                 };
                 Route {
@@ -217,48 +308,24 @@ impl Loader {
         LoadedRoutes { table, errors }
     }
 
-    /// A version that failed: the old one keeps serving if it worked.
-    fn failed(
-        &self,
-        name: Arc<str>,
-        hash: String,
-        error: Arc<LoadError>,
-        old: Option<&LoadedRoute>,
-        errors: &mut Vec<Arc<LoadError>>,
-    ) -> LoadedRoute {
-        if old.is_some_and(|old| old.hash == hash) {
-            // Same content failed before and was reported then.
-            return old.cloned().expect("checked above");
-        }
-        errors.push(error.clone());
-        match old {
-            Some(old) if old.state.is_ok() => {
-                tracing::warn!(
-                    route = %name,
-                    "new version failed to load; still serving version {}",
-                    old.short_hash()
-                );
-                old.clone()
-            }
-            _ => LoadedRoute {
-                name,
-                hash,
-                state: Err(error),
-                origin: Origin::Failed,
-            },
-        }
-    }
-
     /// Compiles each distinct content once, on as many threads as there are
     /// cores; content `previous` already loaded is reused, not compiled.
     fn compile_all(&self, candidates: &[Candidate], previous: &[Route<LoadedRoute>]) -> Compiled {
         let mut compiled = Compiled::new();
         for route in previous.iter().filter(|r| !r.value.hash.is_empty()) {
             let reused = match &route.value.state {
-                Ok(pre) => Ok((pre.clone(), Origin::Reused)),
+                Ok(ready) => Ok((ready.pre.clone(), Origin::Reused)),
+                // A bad sidecar says nothing about the component.
+                Err(error) if matches!(**error, LoadError::Settings(_)) => continue,
                 Err(error) => Err(error.clone()),
             };
-            compiled.insert(route.value.hash.clone(), reused);
+            // A working version wins over a failure of the same content.
+            let entry = compiled
+                .entry(route.value.hash.clone())
+                .or_insert(reused.clone());
+            if entry.is_err() && reused.is_ok() {
+                *entry = reused;
+            }
         }
         let mut jobs: Vec<&Candidate> = Vec::new();
         for candidate in candidates {
@@ -377,6 +444,70 @@ impl Loader {
                  wasi:http/proxy world"
             ),
         })
+    }
+}
+
+/// A working version; the old one itself where nothing changed, so its
+/// concurrency slots carry over.
+fn ready(
+    name: Arc<str>,
+    hash: String,
+    pre: ProxyPre<GuestState>,
+    origin: Origin,
+    settings: RouteSettings,
+    old: Option<&LoadedRoute>,
+) -> LoadedRoute {
+    if let Some(old) = old
+        && old.hash == hash
+        && let Ok(ready) = &old.state
+        && *ready.settings == settings
+    {
+        return old.clone();
+    }
+    let slots = settings
+        .max_concurrency
+        .map(|n| Arc::new(Semaphore::new(n as usize)));
+    LoadedRoute {
+        name,
+        hash,
+        state: Ok(Ready {
+            pre,
+            settings: Arc::new(settings),
+            slots,
+        }),
+        origin,
+    }
+}
+
+/// A version that failed: the old one keeps serving if it worked.
+fn failed(
+    name: Arc<str>,
+    hash: String,
+    error: Arc<LoadError>,
+    old: Option<&LoadedRoute>,
+    errors: &mut Vec<Arc<LoadError>>,
+) -> LoadedRoute {
+    match old {
+        Some(old) if old.state.is_ok() => {
+            errors.push(error);
+            tracing::warn!(
+                route = %name,
+                "new version failed to load; still serving version {}",
+                old.short_hash()
+            );
+            old.clone()
+        }
+        // The same compile failure, reported when it happened.
+        Some(old) if matches!(&old.state, Err(e) if Arc::ptr_eq(e, &error)) => old.clone(),
+        _ => {
+            errors.push(error.clone());
+            LoadedRoute {
+                name,
+                hash,
+                state: Err(error),
+                origin: Origin::Failed,
+            }
+        }
     }
 }
 

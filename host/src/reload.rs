@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
+use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::Notify;
 
 use crate::loader::{LoadedRoute, Loader};
@@ -31,17 +32,31 @@ pub const DEBOUNCE: Duration = Duration::from_millis(10);
 pub struct Reloader {
     loader: Arc<Loader>,
     dir: PathBuf,
+    /// Files outside the folder whose changes reload too (config, env file).
+    also: Vec<PathBuf>,
     state: Arc<ServerState>,
 }
 
 impl Reloader {
-    /// Reloads `state`'s routes from `dir` through `loader`.
-    pub fn new(loader: Arc<Loader>, dir: PathBuf, state: Arc<ServerState>) -> Reloader {
-        Reloader { loader, dir, state }
+    /// Reloads `state`'s routes from `dir` through `loader`, also when one
+    /// of the files in `also` changes.
+    pub fn new(
+        loader: Arc<Loader>,
+        dir: PathBuf,
+        also: Vec<PathBuf>,
+        state: Arc<ServerState>,
+    ) -> Reloader {
+        Reloader {
+            loader,
+            dir,
+            also,
+            state,
+        }
     }
 
     /// Rescans the folder and swaps in the new table, logging what changed.
     pub async fn reload(&self) {
+        tracing::debug!(dir = %self.dir.display(), "rescanning");
         let previous = self.state.routes();
         let loader = self.loader.clone();
         let dir = self.dir.clone();
@@ -64,21 +79,36 @@ impl Reloader {
     }
 
     /// Starts watching the folder; reloads until the returned watch is dropped.
-    pub fn watch(self) -> notify_debouncer_mini::notify::Result<RouteWatch> {
+    pub fn watch(self) -> notify_debouncer_full::notify::Result<RouteWatch> {
         let pending = Arc::new(Notify::new());
-        let mut debouncer = new_debouncer(DEBOUNCE, {
+        let mut debouncer = new_debouncer(DEBOUNCE, None, {
             let pending = pending.clone();
             move |events: DebounceEventResult| match events {
-                Ok(_) => pending.notify_one(),
-                Err(error) => {
-                    tracing::warn!("watching the routes folder: {error}; rescanning");
+                // Reads are events too (inotify reports opens): a rescan
+                // reads every file, and must not trigger the next one.
+                Ok(events) => {
+                    if events.iter().any(|e| !is_a_read(&e.kind)) {
+                        pending.notify_one();
+                    }
+                }
+                Err(errors) => {
+                    for error in errors {
+                        tracing::warn!("watching the routes folder: {error}; rescanning");
+                    }
                     pending.notify_one();
                 }
             }
         })?;
-        debouncer
-            .watcher()
-            .watch(&self.dir, RecursiveMode::Recursive)?;
+        debouncer.watch(&self.dir, RecursiveMode::Recursive)?;
+        for file in &self.also {
+            // Its folder, not the file: editors and secret managers replace
+            // files by renaming a new one over them.
+            let folder = match file.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => std::path::Path::new("."),
+            };
+            debouncer.watch(folder, RecursiveMode::NonRecursive)?;
+        }
         // Changes made while the first table was loading were not watched yet.
         pending.notify_one();
         // One permit at most: changes during a reload cause exactly one more.
@@ -95,15 +125,36 @@ impl Reloader {
     }
 }
 
+/// Whether an event only says a file was read: opened, or closed after
+/// reading. Rescans read every file; those events must not trigger another.
+fn is_a_read(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+        )
+    )
+}
+
 /// A running watch of the routes folder; dropping it stops reloads.
 pub struct RouteWatch {
-    _debouncer: Debouncer<RecommendedWatcher>,
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for RouteWatch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Whether two loads of the same content are the same version: the same
+/// settings (by identity: unchanged settings are carried over) or the same failure.
+fn same_state(old: &LoadedRoute, new: &LoadedRoute) -> bool {
+    match (&old.state, &new.state) {
+        (Ok(old), Ok(new)) => Arc::ptr_eq(&old.settings, &new.settings),
+        (Err(old), Err(new)) => Arc::ptr_eq(old, new),
+        _ => false,
     }
 }
 
@@ -117,7 +168,12 @@ pub(crate) fn log_changes(
         let new = &route.value;
         let file = route.file.display();
         match previous.by_file(&route.file) {
-            Some(old) if old.value.hash == new.hash && old.pattern == route.pattern => continue,
+            Some(old) if old.value.hash == new.hash && old.pattern == route.pattern => {
+                if same_state(&old.value, new) {
+                    continue;
+                }
+                tracing::info!(route = %new.name, %file, "route settings updated");
+            }
             Some(old) => tracing::info!(
                 route = %new.name,
                 %file,

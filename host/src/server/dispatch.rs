@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ServerState;
+use super::methods::{MethodDecision, decide};
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use crate::loader::LoadError;
 use crate::sandbox::{self, GuestError};
@@ -25,6 +26,20 @@ pub enum DispatchError {
     /// No route serves the path.
     #[error("no route")]
     NotFound,
+    /// The route does not list the method; carries the `Allow` value.
+    #[error("method not allowed")]
+    MethodNotAllowed(String),
+    /// The declared `content-length` is over the route's `max_body`.
+    #[error("declared body of {declared} bytes is over the route's max_body of {limit}")]
+    BodyTooLarge {
+        /// The client's `content-length`.
+        declared: u64,
+        /// The route's `max_body`.
+        limit: u64,
+    },
+    /// Every instance slot (or the route's `max_concurrency`) is taken.
+    #[error("no free instance slot")]
+    Busy,
     /// The route's file did not compile or link.
     #[error("route {route} failed to load: {error}")]
     RouteFailedToLoad {
@@ -44,37 +59,75 @@ pub enum DispatchError {
 }
 
 impl DispatchError {
-    fn status(&self) -> StatusCode {
+    /// The status and the client's short body; the detail goes to the log.
+    fn status_and_body(&self) -> (StatusCode, &'static str) {
         match self {
-            DispatchError::MissingHost => StatusCode::BAD_REQUEST,
-            DispatchError::NotFound => StatusCode::NOT_FOUND,
-            DispatchError::RouteFailedToLoad { .. } | DispatchError::Guest { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
+            DispatchError::MissingHost => (
+                StatusCode::BAD_REQUEST,
+                "bad request: missing Host header\n",
+            ),
+            DispatchError::NotFound => (StatusCode::NOT_FOUND, "not found\n"),
+            DispatchError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
+            DispatchError::BodyTooLarge { .. }
+            | DispatchError::Guest {
+                error: GuestError::BodyTooLarge(_),
+                ..
+            } => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+            DispatchError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, retry shortly\n"),
+            DispatchError::Guest {
+                error: GuestError::Timeout(_),
+                ..
+            } => (StatusCode::GATEWAY_TIMEOUT, "handler timed out\n"),
+            DispatchError::RouteFailedToLoad { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "route failed to load\n")
+            }
+            DispatchError::Guest {
+                error: GuestError::Trapped(_) | GuestError::ErrorCode(_) | GuestError::NoResponse,
+                ..
+            } => (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"),
         }
     }
 
     /// The client's short answer; the detail goes to the log.
     fn into_response(self) -> Response<HyperOutgoingBody> {
-        let body = match &self {
-            DispatchError::MissingHost => "bad request: missing Host header\n",
-            DispatchError::NotFound => "not found\n",
-            DispatchError::RouteFailedToLoad { .. } => "route failed to load\n",
-            DispatchError::Guest { .. } => "internal server error\n",
-        };
+        let (status, body) = self.status_and_body();
         match &self {
-            DispatchError::MissingHost | DispatchError::NotFound => {}
+            DispatchError::MissingHost
+            | DispatchError::NotFound
+            | DispatchError::MethodNotAllowed(_)
+            | DispatchError::BodyTooLarge { .. }
+            | DispatchError::Busy => {}
+            DispatchError::Guest {
+                error: GuestError::BodyTooLarge(_),
+                ..
+            } => tracing::info!("{self}"),
             DispatchError::RouteFailedToLoad { .. } | DispatchError::Guest { .. } => {
                 tracing::error!("{self}");
             }
         }
-        let mut response = text_response(self.status(), body);
-        response.headers_mut().insert(
+        let mut response = text_response(status, body);
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        match self {
+            DispatchError::MethodNotAllowed(allow) => {
+                headers.insert(header::ALLOW, header_value(allow));
+            }
+            DispatchError::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
         response
     }
+}
+
+fn header_value(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).expect("bug: method names are valid header values")
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
@@ -98,6 +151,11 @@ pub async fn dispatch(
     let (route, response) = match route(state, request, client).await {
         Ok(answer) => answer,
         Err((route, error)) => (route, error.into_response()),
+    };
+    let response = if method == Method::HEAD {
+        without_body(response)
+    } else {
+        response
     };
     tracing::info!(
         target: "wedge::access",
@@ -133,19 +191,76 @@ async fn route(
     };
     let loaded = &found.route.value;
     let route = loaded.name.clone();
-    let pre = match &loaded.state {
-        Ok(pre) => pre,
+    let fail = |error| Err((Some(route.clone()), error));
+    let ready = match &loaded.state {
+        Ok(ready) => ready,
         Err(error) => {
-            let error = DispatchError::RouteFailedToLoad {
+            return fail(DispatchError::RouteFailedToLoad {
                 route: route.clone(),
                 error: error.clone(),
-            };
-            return Err((Some(route), error));
+            });
         }
     };
-    set_boundary_headers(request.headers_mut(), &route, &found.params, client);
-    match sandbox::handle(pre, &route, request).await {
-        Ok(response) => Ok((Some(route), response)),
-        Err(error) => Err((Some(route.clone()), DispatchError::Guest { route, error })),
+    let settings = &ready.settings;
+    match decide(settings.methods.as_deref(), request.method()) {
+        MethodDecision::Pass => {}
+        MethodDecision::HeadAsGet => *request.method_mut() = Method::GET,
+        MethodDecision::Options(allow) => {
+            let mut response = text_response(StatusCode::NO_CONTENT, "");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header_value(allow));
+            return Ok((Some(route), response));
+        }
+        MethodDecision::NotAllowed(allow) => return fail(DispatchError::MethodNotAllowed(allow)),
     }
+    if let Some(declared) = declared_length(&request)
+        && declared > settings.max_body
+    {
+        let limit = settings.max_body;
+        return fail(DispatchError::BodyTooLarge { declared, limit });
+    }
+    // Slots are taken without waiting: a full server answers 503 at once.
+    let Ok(instance) = state.instances.clone().try_acquire_owned() else {
+        return fail(DispatchError::Busy);
+    };
+    let route_slot = match &ready.slots {
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => return fail(DispatchError::Busy),
+        },
+        None => None,
+    };
+    set_boundary_headers(request.headers_mut(), &route, &found.params, client);
+    let slots = (instance, route_slot);
+    match sandbox::handle(&ready.pre, &route, settings, slots, request).await {
+        Ok(response) => Ok((Some(route), response)),
+        Err(error) => fail(DispatchError::Guest {
+            route: route.clone(),
+            error,
+        }),
+    }
+}
+
+/// A `HEAD` answer: the headers, no body (HTTP/2 refuses data on a `HEAD`
+/// stream). A guest's body is read to its end in the background, so the
+/// guest finishes as it would for `GET` rather than failing to write.
+fn without_body(response: Response<HyperOutgoingBody>) -> Response<HyperOutgoingBody> {
+    let (parts, mut body) = response.into_parts();
+    tokio::spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+    let empty = http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Response::from_parts(parts, empty)
+}
+
+/// The request's `content-length`, if it declares a valid one.
+fn declared_length<B>(request: &hyper::Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

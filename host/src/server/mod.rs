@@ -2,6 +2,7 @@
 //! routed through the table to a fresh sandboxed instance.
 
 mod dispatch;
+mod methods;
 mod request;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::loader::LoadedRoute;
 use crate::routing::RouteTable;
@@ -34,13 +36,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// whole on reload.
 pub struct ServerState {
     routes: ArcSwap<RouteTable<LoadedRoute>>,
+    /// One permit per instance slot of the engine's pool.
+    instances: Arc<Semaphore>,
 }
 
 impl ServerState {
-    /// Serve `routes`.
-    pub fn new(routes: RouteTable<LoadedRoute>) -> ServerState {
+    /// Serve `routes` with at most `max_instances` guests at once.
+    pub fn new(routes: RouteTable<LoadedRoute>, max_instances: u32) -> ServerState {
         ServerState {
             routes: ArcSwap::from_pointee(routes),
+            instances: Arc::new(Semaphore::new(max_instances as usize)),
         }
     }
 

@@ -128,13 +128,23 @@ impl Server {
 
     /// Starts `wedge serve ROUTES --listen 127.0.0.1:0 ARGS` and waits for its address.
     pub async fn start_with(routes: &Path, args: &[&std::ffi::OsStr]) -> Server {
+        Server::start_with_env(routes, args, &[]).await
+    }
+
+    /// Like [`Server::start_with`], with `env` added to the server's environment.
+    pub async fn start_with_env(
+        routes: &Path,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(WEDGE)
             .arg("serve")
             .arg(routes)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            // The loader's debug line shows every compile or cache load.
-            .env("RUST_LOG", "info,wedge::loader=debug")
+            // Debug lines show every compile or cache load, and every rescan.
+            .env("RUST_LOG", "info,wedge::loader=debug,wedge::reload=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod errors;
 mod examples;
+mod limits;
 mod reload;
 mod routing;
 mod streaming;

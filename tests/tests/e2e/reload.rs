@@ -33,6 +33,25 @@ async fn eventually(client: &Http, path: &str, status: u16, body: &str) {
     panic!("GET {path} never answered {status} {body:?}; last: {last:?}");
 }
 
+/// Waits until `GET path` answers 200 with the JSON `expected`; panics after 10 s.
+pub(crate) async fn eventually_json(client: &Http, path: &str, expected: serde_json::Value) {
+    let mut last = None;
+    for _ in 0..1000 {
+        let answer = client.get(path).await;
+        if answer.status() == 200
+            && serde_json::from_slice::<serde_json::Value>(answer.body())
+                .ok()
+                .as_ref()
+                == Some(&expected)
+        {
+            return;
+        }
+        last = Some((answer.status(), answer.body().clone()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("GET {path} never answered {expected}; last: {last:?}");
+}
+
 fn v1() -> Vec<u8> {
     std::fs::read(guest("hello_v1")).expect("read hello_v1")
 }
@@ -105,6 +124,21 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
     };
     assert_eq!(loads("other.wasm"), 1, "{log}");
     assert!(text(&server.http1().get("/other").await).contains("\"method\""));
+}
+
+#[tokio::test]
+async fn an_idle_server_does_not_rescan() {
+    let routes = Routes::new().with("r.wasm", "hello_v1");
+    let server = Server::start(routes.path()).await;
+    eventually(&server.http1(), "/r", 200, "v1").await;
+    // Reading the files during a rescan must not look like a change.
+    server.log.wait_for("rescanning").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.log.text().matches("rescanning").count();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.log.text().matches("rescanning").count();
+    assert_eq!(before, after, "rescans while nothing changed");
+    assert!(after <= 2, "{after} rescans for one start");
 }
 
 #[tokio::test]

@@ -21,7 +21,9 @@ fn chunk(start: usize) -> Bytes {
 
 #[tokio::test]
 async fn a_50_mb_body_is_echoed_byte_for_byte_without_buffering() {
-    let routes = Routes::new().with("echo.wasm", "echo_stream");
+    let routes = Routes::new()
+        .with("echo.wasm", "echo_stream")
+        .with_bytes("echo.toml", b"max_body = \"64MiB\"\n");
     let server = Server::start(routes.path()).await;
     for client in server.clients() {
         // Warm up, so the baseline includes a guest instance and a connection.

@@ -1,0 +1,142 @@
+//! Runs one request in a fresh, sandboxed instance of a route's component.
+//!
+//! Every WASI 0.2 interface is linked, because real guests import them
+//! (Rust std: `cli/environment`, `exit`, `terminal-*`; componentize-py and
+//! ComponentizeJS: filesystem and sockets too). Linked is not granted: no
+//! preopened directories, no host environment (only the route's `[env]`),
+//! sockets refused by the address check, outbound HTTP denied. A guest sees
+//! its request, writes its response, reads clocks and random, and logs
+//! through stdout/stderr. Its linear memory is capped by the route's
+//! `memory`, its run time by `timeout`, its request body by `max_body`.
+//!
+//! Components built against any WASI 0.2.x link: wasmtime's linker matches
+//! imports of `wasi:*@0.2.N` to the newer 0.2 implementations it holds.
+
+mod body;
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::guest_log::{GuestLog, GuestStream};
+use crate::settings::RouteSettings;
+
+pub use run::handle;
+
+/// What a guest's instance answered.
+pub type GuestResponse = hyper::Response<HyperOutgoingBody>;
+
+/// Why a guest produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The guest trapped (panic, unreachable, out of bounds, memory growth
+    /// failed) or failed to instantiate.
+    #[error("guest trapped: {0:?}")]
+    Trapped(wasmtime::Error),
+    /// The guest answered with a `wasi:http` error code instead of a response.
+    #[error("guest answered with error code {0:?}")]
+    ErrorCode(ErrorCode),
+    /// The guest returned from `handle` without setting a response.
+    #[error("guest returned without sending a response")]
+    NoResponse,
+    /// The guest ran past the route's `timeout` and was stopped.
+    #[error("guest did not answer within its timeout of {0:?}; instance stopped")]
+    Timeout(Duration),
+    /// The request body passed the route's `max_body` before the guest answered.
+    #[error("request body over the route's max_body of {0} bytes")]
+    BodyTooLarge(u64),
+}
+
+/// All state of one request's instance, lent to WASI through its view traits.
+pub struct GuestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: DenyOutbound,
+    limits: StoreLimits,
+}
+
+impl GuestState {
+    fn new(route: &Arc<str>, settings: &RouteSettings) -> GuestState {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestLog::new(route.clone(), GuestStream::Stdout))
+            .stderr(GuestLog::new(route.clone(), GuestStream::Stderr));
+        for (name, value) in &settings.env {
+            wasi.env(name, value);
+        }
+        let memory = usize::try_from(settings.memory).unwrap_or(usize::MAX);
+        GuestState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: DenyOutbound {
+                route: route.clone(),
+            },
+            limits: StoreLimitsBuilder::new().memory_size(memory).build(),
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound `wasi:http` requests: denied, as no host can be allowed yet.
+struct DenyOutbound {
+    route: Arc<str>,
+}
+
+type OutboundResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ),
+    wasmtime_wasi_http::Error,
+>;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<dyn Future<Output = OutboundResult> + Send> {
+        tracing::warn!(
+            route = %self.route,
+            host = request.uri().authority().map_or("", |a| a.as_str()),
+            "outbound request denied: no outbound host can be allowed yet \
+             (`allowed_outbound_hosts` is not implemented)"
+        );
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// The linker every route's component is pre-instantiated against.
+pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}

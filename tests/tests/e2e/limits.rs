@@ -1,0 +1,355 @@
+//! Per-route settings (sidecar `.toml`) and the sandbox's limits, with real
+//! misbehaving guests.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use crate::harness::{Routes, Server, json, text};
+
+impl Routes {
+    /// Writes the sidecar `file` (e.g. `a.toml`).
+    fn sidecar(self, file: &str, toml: &str) -> Routes {
+        self.with_bytes(file, toml.as_bytes())
+    }
+}
+
+#[tokio::test]
+async fn methods_not_listed_get_405_without_starting_the_guest() {
+    // `trap` would answer 500 if it ever ran.
+    let routes = Routes::new()
+        .with("only-post.wasm", "trap")
+        .sidecar("only-post.toml", r#"methods = ["POST"]"#)
+        .with("get.wasm", "inspect")
+        .sidecar("get.toml", r#"methods = ["GET", "PUT"]"#)
+        .with("cors.wasm", "inspect")
+        .sidecar("cors.toml", r#"methods = ["GET", "OPTIONS"]"#);
+    let server = Server::start(routes.path()).await;
+    for client in server.clients() {
+        let what = client.version;
+        for method in ["GET", "DELETE", "HEAD"] {
+            let answer = client
+                .send(
+                    client
+                        .request(method, "/only-post")
+                        .body(crate::harness::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(answer.status(), 405, "{method} over {what}");
+            assert_eq!(answer.headers()["allow"], "POST, OPTIONS", "{what}");
+        }
+        let delete = client
+            .send(
+                client
+                    .request("DELETE", "/get")
+                    .body(crate::harness::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(delete.status(), 405);
+        assert_eq!(delete.headers()["allow"], "GET, PUT, HEAD, OPTIONS");
+
+        // HEAD goes to the GET handler; the client gets no body.
+        let head = client
+            .send(
+                client
+                    .request("HEAD", "/get")
+                    .body(crate::harness::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(head.status(), 200, "{what}");
+        assert!(head.body().is_empty(), "{what}");
+
+        // OPTIONS not listed: the host answers.
+        let options = client
+            .send(
+                client
+                    .request("OPTIONS", "/get")
+                    .body(crate::harness::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(options.status(), 204, "{what}");
+        assert_eq!(options.headers()["allow"], "GET, PUT, HEAD, OPTIONS");
+
+        // OPTIONS listed: the guest answers its own preflights.
+        let preflight = client
+            .send(
+                client
+                    .request("OPTIONS", "/cors")
+                    .body(crate::harness::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(preflight.status(), 200, "{what}");
+        assert_eq!(json(&preflight)["method"], "OPTIONS");
+    }
+    let log = server.log.text();
+    assert!(!log.contains("guest trapped"), "the guest ran:\n{log}");
+    assert!(
+        log.contains("stdout: inspect: GET /get"),
+        "HEAD reached the guest as GET:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_over_its_timeout_gets_504_and_frees_its_slot() {
+    let routes = Routes::new()
+        .with("spin.wasm", "busy_loop")
+        .sidecar("spin.toml", r#"timeout = "1s""#)
+        .with("wait.wasm", "sleepy")
+        .sidecar("wait.toml", r#"timeout = "500ms""#)
+        .with("ok.wasm", "inspect");
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--max-instances".as_ref(),
+        "1".as_ref(),
+        "--cache-dir".as_ref(),
+        cache.path().as_os_str(),
+    ];
+    let server = Server::start_with(routes.path(), &args).await;
+    let client = server.http1();
+    for (path, timeout) in [("/spin", 1.0), ("/wait?ms=60000", 0.5)] {
+        let started = Instant::now();
+        let answer = client.get(path).await;
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(answer.status(), 504, "GET {path}");
+        assert_eq!(text(&answer), "handler timed out\n");
+        assert!(
+            took >= timeout && took < timeout + 5.0,
+            "GET {path} took {took} s"
+        );
+        // The only instance slot is free again.
+        assert_eq!(client.get("/ok").await.status(), 200, "after GET {path}");
+    }
+    // A guest that answers in time is unaffected.
+    let answer = client.get("/wait?ms=10").await;
+    assert_eq!(
+        (answer.status().as_u16(), text(&answer)),
+        (200, "slept 10 ms")
+    );
+}
+
+#[tokio::test]
+async fn a_guest_growing_past_its_memory_traps_and_others_are_unaffected() {
+    let routes = Routes::new()
+        .with("bomb.wasm", "memory_bomb")
+        .sidecar("bomb.toml", r#"memory = "32MiB""#)
+        .with("ok.wasm", "inspect");
+    let server = Server::start(routes.path()).await;
+    let client = server.http1();
+    let answer = client.get("/bomb?mb=8").await;
+    assert_eq!(
+        (answer.status().as_u16(), text(&answer)),
+        (200, "allocated 8 MiB")
+    );
+    let answer = client.get("/bomb").await;
+    assert_eq!(answer.status(), 500);
+    assert_eq!(client.get("/ok").await.status(), 200);
+    let answer = client.get("/bomb?mb=64").await;
+    assert_eq!(answer.status(), 500, "64 MiB is over the route's 32 MiB");
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_gets_413_with_or_without_content_length() {
+    let routes = Routes::new()
+        .with("never.wasm", "trap")
+        .sidecar("never.toml", r#"max_body = "1KiB""#)
+        .with("count.wasm", "inspect")
+        .sidecar("count.toml", "max_body = 1024");
+    let server = Server::start(routes.path()).await;
+    for client in server.clients() {
+        let what = client.version;
+        // Declared too large: refused before the guest starts (it would trap).
+        let answer = client.post("/never", vec![b'x'; 2048]).await;
+        assert_eq!(answer.status(), 413, "{what}");
+        // Within the limit: the guest reads it.
+        let answer = client.post("/count", vec![b'x'; 1024]).await;
+        assert_eq!(json(&answer)["body_len"], 1024, "{what}");
+        // Streamed with no length: counted as it arrives.
+        let chunks = futures::stream::iter(0..4)
+            .map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'y'; 512]))));
+        let request = client
+            .request("POST", "/count")
+            .body(BodyExt::boxed(StreamBody::new(chunks)))
+            .unwrap();
+        assert!(request.headers().get("content-length").is_none());
+        let answer = client.send(request).await;
+        assert_eq!(answer.status(), 413, "{what}: {:?}", answer.body());
+    }
+}
+
+#[tokio::test]
+async fn env_comes_only_from_the_sidecar_with_host_variables_substituted() {
+    let routes = Routes::new()
+        .with("env.wasm", "env_dump")
+        .sidecar(
+            "env.toml",
+            "[env]\nAPI_TOKEN = \"Bearer ${WEDGE_TEST_SECRET}\"\nPRICE = \"$$5\"\n",
+        )
+        .with("missing.wasm", "env_dump")
+        .sidecar("missing.toml", "[env]\nKEY = \"${WEDGE_TEST_UNSET}\"\n");
+    let env_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(env_file.path(), "FROM_FILE=one\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--env-file".as_ref(),
+        env_file.path().as_os_str(),
+        "--cache-dir".as_ref(),
+        cache.path().as_os_str(),
+    ];
+    let server = Server::start_with_env(
+        routes.path(),
+        &args,
+        &[("WEDGE_TEST_SECRET", "s3cr3t-value"), ("HOST_ONLY", "leak")],
+    )
+    .await;
+    let client = server.http1();
+    let seen = json(&client.get("/env").await);
+    assert_eq!(
+        seen,
+        serde_json::json!({"API_TOKEN": "Bearer s3cr3t-value", "PRICE": "$5"})
+    );
+
+    let answer = client.get("/missing").await;
+    assert_eq!(
+        (answer.status().as_u16(), text(&answer)),
+        (500, "route failed to load\n")
+    );
+    let log = server.log.text();
+    assert!(log.contains("WEDGE_TEST_UNSET"), "{log}");
+    assert!(log.contains("missing.toml"), "{log}");
+    assert!(
+        !log.contains("s3cr3t-value"),
+        "a secret reached the log:\n{log}"
+    );
+
+    // Variables from the env file, re-read when it changes.
+    std::fs::write(
+        routes.path().join("env.toml"),
+        "[env]\nFROM_FILE = \"${FROM_FILE}\"\n",
+    )
+    .unwrap();
+    crate::reload::eventually_json(&client, "/env", serde_json::json!({"FROM_FILE": "one"})).await;
+    std::fs::write(env_file.path(), "FROM_FILE=two\n").unwrap();
+    crate::reload::eventually_json(&client, "/env", serde_json::json!({"FROM_FILE": "two"})).await;
+}
+
+#[tokio::test]
+async fn a_bad_sidecar_fails_its_route_and_never_replaces_good_settings() {
+    let routes = Routes::new()
+        .with("bad.wasm", "inspect")
+        .sidecar("bad.toml", "methods = [\"GET\"]\ntimeuot = \"1s\"\n")
+        .with("good.wasm", "inspect")
+        .sidecar("good.toml", r#"methods = ["GET"]"#);
+    let server = Server::start(routes.path()).await;
+    let client = server.http1();
+    let answer = client.get("/bad").await;
+    assert_eq!(
+        (answer.status().as_u16(), text(&answer)),
+        (500, "route failed to load\n")
+    );
+    let log = server.log.text();
+    assert!(log.contains("bad.toml") && log.contains("timeuot"), "{log}");
+
+    assert_eq!(client.post("/good", "x").await.status(), 405);
+    std::fs::write(routes.path().join("good.toml"), "methods = \"GET\"\n").unwrap();
+    server.log.wait_for("good.toml").await;
+    server.log.wait_for("still serving version").await;
+    // The previous settings stay: still GET only.
+    assert_eq!(client.post("/good", "x").await.status(), 405);
+    assert_eq!(client.get("/good").await.status(), 200);
+    // A fixed sidecar is picked up.
+    std::fs::write(
+        routes.path().join("good.toml"),
+        r#"methods = ["GET", "POST"]"#,
+    )
+    .unwrap();
+    let mut status = 0;
+    for _ in 0..500 {
+        status = client.post("/good", "x").await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn full_slots_answer_503_at_once() {
+    let routes = Routes::new()
+        .with("one.wasm", "sleepy")
+        .sidecar("one.toml", "max_concurrency = 1")
+        .with("other.wasm", "sleepy");
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--max-instances".as_ref(),
+        "2".as_ref(),
+        "--cache-dir".as_ref(),
+        cache.path().as_os_str(),
+    ];
+    let server = Server::start_with(routes.path(), &args).await;
+    let client = server.http1();
+    let slow = |path: &'static str| {
+        let client = server.http1();
+        tokio::spawn(async move { client.get(path).await.status() })
+    };
+    // The route's share: one in flight, the next refused.
+    let first = slow("/one?ms=2000");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let busy = client.get("/one?ms=1").await;
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "503 came after {:?}",
+        started.elapsed()
+    );
+    // The server's slots: two in flight in all, the third refused.
+    let second = slow("/other?ms=2000");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.get("/other?ms=1").await.status(), 503);
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    assert_eq!(client.get("/other?ms=1").await.status(), 200);
+}
+
+#[tokio::test]
+async fn config_defaults_apply_unless_a_sidecar_overrides_them() {
+    let routes = Routes::new()
+        .with("default.wasm", "inspect")
+        .with("own.wasm", "inspect")
+        .sidecar("own.toml", r#"methods = ["GET", "POST"]"#);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[defaults]\nmethods = [\"GET\"]\nmax_body = 10\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "--config".as_ref(),
+        config.path().as_os_str(),
+        "--cache-dir".as_ref(),
+        cache.path().as_os_str(),
+    ];
+    let server = Server::start_with(routes.path(), &args).await;
+    let client = server.http1();
+    assert_eq!(client.post("/default", "x").await.status(), 405);
+    // `methods` from the sidecar, `max_body` still from the defaults.
+    assert_eq!(client.post("/own", "small").await.status(), 200);
+    assert_eq!(
+        client
+            .post("/own", "far more than ten bytes")
+            .await
+            .status(),
+        413
+    );
+}
