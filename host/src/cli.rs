@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -15,7 +16,7 @@ use crate::loader::{LoadedRoutes, Loader, SettingsSource};
 use crate::reload::{Reloader, log_changes};
 use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
-use crate::server::{self, ServerState};
+use crate::server::{self, DEFAULT_MAX_CONNECTIONS, ServerOptions, ServerState};
 use crate::settings::ConfigFile;
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
@@ -45,8 +46,30 @@ struct ServeArgs {
     /// Do not watch the routes folder: serve what was there at start-up.
     #[arg(long)]
     no_watch: bool,
+    /// Error responses carry the trap or load error in full (never without this flag).
+    #[arg(long)]
+    dev: bool,
+    /// How long in-flight requests may finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// How long a client may take to send request headers, and an idle
+    /// keep-alive connection may stay open.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Largest request head (request line and headers).
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
+    max_header_size: u64,
+    /// Most open client connections; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
     #[command(flatten)]
     load: LoadArgs,
+}
+
+/// A duration flag: `500ms`, `10s`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e}; write e.g. 10s or 500ms"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,7 +229,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?
         );
         print_table(&args.routes_dir, &loaded);
-        let state = Arc::new(ServerState::new(loaded.table, args.load.max_instances));
+        let options = ServerOptions {
+            header_timeout: args.header_timeout,
+            max_header_size: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            shutdown_grace: args.shutdown_grace,
+            max_instances: args.load.max_instances,
+            dev: args.dev,
+        };
+        let state = Arc::new(ServerState::new(loaded.table, options));
         let _watch = if args.no_watch {
             None
         } else {

@@ -15,8 +15,12 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 pub const DEFAULT_MAX_INSTANCE_MEMORY: u64 = 256 << 20;
 
 /// How often the epoch advances. A running guest yields to the async
-/// runtime at every tick, so no guest holds a worker thread for longer.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// runtime at every tick, so no guest holds a worker thread for longer and
+/// a busy-looping neighbour delays other requests by about a tick per turn
+/// (at 10 ms a well-behaved route slowed to ~300 ms per request beside four
+/// busy loops on two cores). A tick costs one atomic increment; a yield,
+/// a fiber switch of about a microsecond.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Pool slots per instance. A component holds several core instances
 /// (Rust: main module, shims, fixups; componentize-py: one per shared

@@ -27,7 +27,7 @@
 //!     eprintln!("{error}");
 //! }
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! let state = Arc::new(server::ServerState::new(loaded.table, engine::DEFAULT_MAX_INSTANCES));
+//! let state = Arc::new(server::ServerState::new(loaded.table, Default::default()));
 //! server::run(listener, state, std::future::pending()).await?;
 //! # Ok(())
 //! # }

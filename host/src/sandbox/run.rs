@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -78,33 +79,36 @@ where
         .map_err(GuestError::Trapped)?;
     let (outcome_sender, outcome) = oneshot::channel();
     let (pre, task_route, timeout) = (pre.clone(), route.clone(), settings.timeout);
-    let task = tokio::spawn(async move {
-        let _slots = slots;
-        let run = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, out)
-                .await
-        };
-        let result = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(trap)) => Err(Failure::Trap(trap)),
-            Err(_) => Err(Failure::Timeout(timeout)),
-        };
-        if let Err(failure) = &result
-            && responded.load(Ordering::Acquire)
-        {
-            tracing::error!(
-                route = %task_route,
-                "guest failed after sending its response headers; response cut: {failure}"
-            );
+    let task = tokio::spawn(
+        async move {
+            let _slots = slots;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, out)
+                    .await
+            };
+            let result = match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(trap)) => Err(Failure::Trap(trap)),
+                Err(_) => Err(Failure::Timeout(timeout)),
+            };
+            if let Err(failure) = &result
+                && responded.load(Ordering::Acquire)
+            {
+                tracing::error!(
+                    route = %task_route,
+                    "guest failed after sending its response headers; response cut: {failure}"
+                );
+            }
+            // Report while the store, which owns the response body's sender, is
+            // alive, so the body learns the outcome before it sees its end.
+            let _ = outcome_sender.send(result);
+            drop(store);
         }
-        // Report while the store, which owns the response body's sender, is
-        // alive, so the body learns the outcome before it sees its end.
-        let _ = outcome_sender.send(result);
-        drop(store);
-    });
+        .in_current_span(),
+    );
     let response = response_receiver.await;
     if body_exceeded.load(Ordering::Acquire) {
         // The guest had not answered when the body passed the limit.

@@ -9,11 +9,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ServerState;
 use super::methods::{MethodDecision, decide};
 use super::request::{set_boundary_headers, trailing_slash_redirect};
+use super::request_id::X_REQUEST_ID;
 use crate::loader::LoadError;
 use crate::sandbox::{self, GuestError};
 
@@ -90,9 +92,16 @@ impl DispatchError {
         }
     }
 
-    /// The client's short answer; the detail goes to the log.
-    fn into_response(self) -> Response<HyperOutgoingBody> {
-        let (status, body) = self.status_and_body();
+    /// The client's short answer; the detail goes to the log, and in dev
+    /// mode to the client too.
+    fn into_response(self, dev: bool) -> Response<HyperOutgoingBody> {
+        let (status, short) = self.status_and_body();
+        let body = match &self {
+            DispatchError::RouteFailedToLoad { .. } | DispatchError::Guest { .. } if dev => {
+                Bytes::from(format!("{short}\n{self}\n"))
+            }
+            _ => Bytes::from_static(short.as_bytes()),
+        };
         match &self {
             DispatchError::MissingHost
             | DispatchError::NotFound
@@ -107,7 +116,7 @@ impl DispatchError {
                 tracing::error!("{self}");
             }
         }
-        let mut response = text_response(status, body);
+        let mut response = bytes_response(status, body);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -131,7 +140,11 @@ fn header_value(value: String) -> HeaderValue {
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from_static(body.as_bytes()))
+    bytes_response(status, Bytes::from_static(body.as_bytes()))
+}
+
+fn bytes_response(status: StatusCode, body: Bytes) -> Response<HyperOutgoingBody> {
+    let body = Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut response = Response::new(body);
@@ -142,6 +155,21 @@ fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoi
 /// Answers one request; never fails, since every error has a response.
 pub async fn dispatch(
     state: &ServerState,
+    mut request: hyper::Request<Incoming>,
+    client: SocketAddr,
+) -> Response<HyperOutgoingBody> {
+    let id = state.request_ids.for_request(request.headers());
+    let id_value = HeaderValue::try_from(id.as_str()).expect("bug: request ids are header-safe");
+    // The guest sees the id, to log it or pass it on.
+    request.headers_mut().insert(X_REQUEST_ID, id_value.clone());
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = answer(state, request, client).instrument(span).await;
+    response.headers_mut().insert(X_REQUEST_ID, id_value);
+    response
+}
+
+async fn answer(
+    state: &ServerState,
     request: hyper::Request<Incoming>,
     client: SocketAddr,
 ) -> Response<HyperOutgoingBody> {
@@ -150,7 +178,7 @@ pub async fn dispatch(
     let path = request.uri().path().to_owned();
     let (route, response) = match route(state, request, client).await {
         Ok(answer) => answer,
-        Err((route, error)) => (route, error.into_response()),
+        Err((route, error)) => (route, error.into_response(state.options.dev)),
     };
     let response = if method == Method::HEAD {
         without_body(response)

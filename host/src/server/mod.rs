@@ -4,6 +4,9 @@
 mod dispatch;
 mod methods;
 mod request;
+mod request_id;
+
+use request_id::RequestIds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,37 +18,81 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::loader::LoadedRoute;
 use crate::routing::RouteTable;
 
 pub use dispatch::DispatchError;
 
-/// How long a client may take to send a request's headers: ample for a slow
-/// mobile link, short enough that connections opened and left silent
-/// (slowloris) are dropped rather than held.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers, and how long an
+/// idle keep-alive connection stays open (hyper times both from the start of
+/// the next read): ample for a slow mobile link, short enough that
+/// connections opened and left silent (slowloris) are dropped.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long in-flight requests may run after SIGINT/SIGTERM before the
 /// server exits anyway: within Kubernetes' default 30 s termination grace,
 /// with room for the load balancer to stop sending traffic first.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Largest request head (request line and headers) accepted: 64 KiB, as
+/// common proxies allow; larger heads are refused by hyper.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 << 10;
+
+/// Most open client connections; past it, new connections wait in the
+/// kernel's accept queue. Far above what two cores serve, far below the
+/// file-descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Server-wide limits and modes.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// See [`DEFAULT_HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// See [`DEFAULT_MAX_HEADER_SIZE`].
+    pub max_header_size: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+    /// Most guest instances at once (`--max-instances`).
+    pub max_instances: u32,
+    /// Error responses carry the error's detail (`--dev`); never otherwise.
+    pub dev: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_instances: crate::engine::DEFAULT_MAX_INSTANCES,
+            dev: false,
+        }
+    }
+}
 
 /// What every connection shares: the route table being served, swapped
-/// whole on reload.
+/// whole on reload, and the instance slots.
 pub struct ServerState {
     routes: ArcSwap<RouteTable<LoadedRoute>>,
     /// One permit per instance slot of the engine's pool.
     instances: Arc<Semaphore>,
+    options: ServerOptions,
+    request_ids: RequestIds,
 }
 
 impl ServerState {
-    /// Serve `routes` with at most `max_instances` guests at once.
-    pub fn new(routes: RouteTable<LoadedRoute>, max_instances: u32) -> ServerState {
+    /// Serve `routes` under `options`.
+    pub fn new(routes: RouteTable<LoadedRoute>, options: ServerOptions) -> ServerState {
         ServerState {
             routes: ArcSwap::from_pointee(routes),
-            instances: Arc::new(Semaphore::new(max_instances as usize)),
+            instances: Arc::new(Semaphore::new(options.max_instances as usize)),
+            options,
+            request_ids: RequestIds::new(),
         }
     }
 
@@ -58,24 +105,40 @@ impl ServerState {
     pub fn swap_routes(&self, routes: RouteTable<LoadedRoute>) {
         self.routes.store(Arc::new(routes));
     }
+
+    /// Guest instances running now.
+    fn running(&self) -> usize {
+        self.options.max_instances as usize - self.instances.available_permits()
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to [`SHUTDOWN_GRACE`].
+/// in-flight requests finish for up to the shutdown grace.
 pub async fn run(
     listener: TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let options = &state.options;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(options.header_timeout)
+        .max_buf_size(options.max_header_size.max(8192))
         .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
+    let connections = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -88,15 +151,20 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        serve_connection(&builder, &graceful, stream, client, state.clone());
+        serve_connection(&builder, &graceful, stream, client, state.clone(), permit);
     }
     drop(listener);
-    tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    let grace = state.options.shutdown_grace;
+    tracing::info!("shutting down: no new connections; in-flight requests have {grace:?}");
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("in-flight requests still running after {SHUTDOWN_GRACE:?}; exiting");
+        tracing::warn!(
+            "shutdown grace of {grace:?} over with {} guest instance(s) still running; \
+             closing their connections",
+            state.running()
+        );
     }
     Ok(())
 }
@@ -107,6 +175,7 @@ fn serve_connection(
     stream: TcpStream,
     client: SocketAddr,
     state: Arc<ServerState>,
+    permit: OwnedSemaphorePermit,
 ) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%client, "cannot set TCP_NODELAY: {error}");
@@ -125,5 +194,6 @@ fn serve_connection(
         if let Err(error) = connection.await {
             tracing::debug!(%client, "connection ended: {error}");
         }
+        drop(permit);
     });
 }

@@ -275,6 +275,22 @@ impl Http {
             .unwrap_or_else(|e| panic!("{what}: {e:?}"))
     }
 
+    /// Sends `request`; the error if it got no complete response.
+    pub async fn try_send(&self, request: Request<Body>) -> Result<Answer, String> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .to_bytes();
+        Ok(Response::from_parts(parts, body))
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Answer {
         self.send(self.request("GET", path).body(empty()).expect("request"))

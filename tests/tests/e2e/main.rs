@@ -9,4 +9,5 @@ mod examples;
 mod limits;
 mod reload;
 mod routing;
+mod server;
 mod streaming;
