@@ -40,6 +40,7 @@ pub mod cli;
 pub mod engine;
 mod guest_log;
 pub mod loader;
+pub mod outbound;
 pub mod reload;
 pub mod routing;
 pub mod sandbox;

@@ -59,6 +59,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use http::Method;
 
+use crate::outbound::AllowList;
+
 mod env_file;
 mod env_template;
 mod layer;
@@ -91,6 +93,7 @@ pub struct SettingsLayer {
     timeout: Option<Duration>,
     memory: Option<u64>,
     max_body: Option<u64>,
+    allowed_outbound_hosts: Option<AllowList>,
     env: BTreeMap<String, EnvTemplate>,
     build: Option<BuildSettings>,
 }
@@ -134,6 +137,8 @@ pub struct RouteSettings {
     pub memory: u64,
     /// Request body limit, in bytes.
     pub max_body: u64,
+    /// Where the guest may send outbound HTTP requests; empty: nowhere.
+    pub allowed_outbound_hosts: AllowList,
     /// The guest's whole environment, values resolved, sorted by name.
     pub env: Vec<(String, String)>,
     /// How `wedge dev` rebuilds the route; never run by `wedge serve`.
@@ -199,6 +204,7 @@ impl Default for RouteSettings {
             timeout: DEFAULT_TIMEOUT,
             memory: DEFAULT_MEMORY,
             max_body: DEFAULT_MAX_BODY,
+            allowed_outbound_hosts: AllowList::default(),
             env: Vec::new(),
             build: None,
         }
@@ -298,6 +304,9 @@ impl RouteSettings {
             timeout: first(&sources, |layer| layer.timeout).map_or(built_in.timeout, |(v, _)| v),
             memory,
             max_body: first(&sources, |layer| layer.max_body).map_or(built_in.max_body, |(v, _)| v),
+            allowed_outbound_hosts: first(&sources, |layer| layer.allowed_outbound_hosts.clone())
+                .map(|(value, _)| value)
+                .unwrap_or_default(),
             env,
             build: first(&sources, |layer| layer.build.clone()).map(|(value, _)| value),
         })
@@ -317,6 +326,7 @@ impl fmt::Debug for RouteSettings {
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
             .field("max_body", &self.max_body)
+            .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .field("env", &EnvNames(self))
             .field("build", &self.build)
             .finish()

@@ -106,6 +106,72 @@ impl Bench {
         Ok(())
     }
 
+    /// Latency of a well-behaved route, alone and beside busy-looping
+    /// requests that run into their timeout, in the same server and run.
+    pub fn noisy(&self) -> anyhow::Result<()> {
+        const SAMPLES: usize = 200;
+        const NOISE: usize = 4;
+        let dir = self.fresh_dir("noisy")?;
+        let (routes, cache) = (dir.join("routes"), dir.join("cache"));
+        std::fs::create_dir_all(&routes)?;
+        std::fs::copy(self.guests.join("hello_v1.wasm"), routes.join("ok.wasm"))?;
+        std::fs::copy(self.guests.join("busy_loop.wasm"), routes.join("spin.wasm"))?;
+        std::fs::write(routes.join("spin.toml"), "timeout = \"1s\"\n")?;
+        let server = Server::start(&self.wedge, &routes, &cache)?;
+        wait_for(server.addr, "/ok", "v1")?;
+        let measure = || {
+            sample(SAMPLES, || {
+                let started = Instant::now();
+                let (status, _) = get(server.addr, "/ok")?;
+                anyhow::ensure!(status == 200, "GET /ok answered {status}");
+                Ok(started.elapsed())
+            })
+        };
+        let quiet = measure()?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noise: Vec<_> = (0..NOISE)
+            .map(|_| {
+                let (stop, addr) = (stop.clone(), server.addr);
+                std::thread::spawn(move || {
+                    let mut timeouts = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok((504, _)) = get(addr, "/spin") {
+                            timeouts += 1;
+                        }
+                    }
+                    timeouts
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let noisy = measure();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let timeouts: usize = noise.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+        let noisy = noisy?;
+        let median = |samples: &[Duration]| {
+            let mut sorted = samples.to_vec();
+            sorted.sort();
+            sorted[sorted.len() / 2]
+        };
+        print_rows(
+            &format!(
+                "GET /ok ({SAMPLES} requests), beside {NOISE} clients looping on a busy guest (timeout 1 s)"
+            ),
+            &[
+                ("alone".into(), summary(&quiet)),
+                (
+                    format!("beside the noise ({timeouts} x 504)"),
+                    summary(&noisy),
+                ),
+                (
+                    "median ratio noisy / alone".into(),
+                    format!("{:.1}x", ms(median(&noisy)) / ms(median(&quiet))),
+                ),
+            ],
+        );
+        Ok(())
+    }
+
     fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work.join(name);
         if dir.exists() {

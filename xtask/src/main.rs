@@ -51,6 +51,8 @@ enum BenchKind {
     /// Hot-reload latency (rename to first new response) and start-up with
     /// 100 routes, each with a cold and a warm compile cache.
     Reload,
+    /// A well-behaved route's latency alone and beside busy-looping guests.
+    Noisy,
 }
 
 fn main() -> ExitCode {
@@ -263,5 +265,6 @@ fn bench(which: BenchKind) -> anyhow::Result<()> {
     };
     match which {
         BenchKind::Reload => bench.reload(),
+        BenchKind::Noisy => bench.noisy(),
     }
 }

@@ -4,7 +4,8 @@
 //! (Rust std: `cli/environment`, `exit`, `terminal-*`; componentize-py and
 //! ComponentizeJS: filesystem and sockets too). Linked is not granted: no
 //! preopened directories, no host environment (only the route's `[env]`),
-//! sockets refused by the address check, outbound HTTP denied. A guest sees
+//! sockets refused by the address check, outbound HTTP only to the route's
+//! `allowed_outbound_hosts`. A guest sees
 //! its request, writes its response, reads clocks and random, and logs
 //! through stdout/stderr. Its linear memory is capped by the route's
 //! `memory`, its run time by `timeout`, its request body by `max_body`.
@@ -26,6 +27,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::guest_log::{GuestLog, GuestStream};
+use crate::outbound::send_request;
 use crate::settings::RouteSettings;
 
 pub use run::handle;
@@ -59,12 +61,12 @@ pub struct GuestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutbound,
+    hooks: OutboundPolicy,
     limits: StoreLimits,
 }
 
 impl GuestState {
-    fn new(route: &Arc<str>, settings: &RouteSettings) -> GuestState {
+    fn new(route: &Arc<str>, settings: &Arc<RouteSettings>) -> GuestState {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestLog::new(route.clone(), GuestStream::Stdout))
             .stderr(GuestLog::new(route.clone(), GuestStream::Stderr));
@@ -76,8 +78,9 @@ impl GuestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyOutbound {
+            hooks: OutboundPolicy {
                 route: route.clone(),
+                settings: settings.clone(),
             },
             limits: StoreLimitsBuilder::new().memory_size(memory).build(),
         }
@@ -103,9 +106,11 @@ impl WasiHttpView for GuestState {
     }
 }
 
-/// Outbound `wasi:http` requests: denied, as no host can be allowed yet.
-struct DenyOutbound {
+/// Outbound `wasi:http` requests: only to the route's
+/// `allowed_outbound_hosts`, through the SSRF guard, within its timeout.
+struct OutboundPolicy {
     route: Arc<str>,
+    settings: Arc<RouteSettings>,
 }
 
 type OutboundResult = Result<
@@ -116,20 +121,23 @@ type OutboundResult = Result<
     wasmtime_wasi_http::Error,
 >;
 
-impl WasiHttpHooks for DenyOutbound {
+impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<dyn Future<Output = OutboundResult> + Send> {
-        tracing::warn!(
-            route = %self.route,
-            host = request.uri().authority().map_or("", |a| a.as_str()),
-            "outbound request denied: no outbound host can be allowed yet \
-             (`allowed_outbound_hosts` is not implemented)"
-        );
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let (route, settings) = (self.route.clone(), self.settings.clone());
+        Box::new(async move {
+            let allow = &settings.allowed_outbound_hosts;
+            let (response, connection) =
+                send_request(request, options, allow, &route, settings.timeout).await?;
+            Ok((
+                response,
+                Box::new(connection) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
     }
 }
 

@@ -46,7 +46,7 @@ impl fmt::Display for Failure {
 pub async fn handle<B>(
     pre: &ProxyPre<GuestState>,
     route: &Arc<str>,
-    settings: &RouteSettings,
+    settings: &Arc<RouteSettings>,
     slots: impl Send + 'static,
     request: hyper::Request<B>,
 ) -> Result<GuestResponse, GuestError>

@@ -16,8 +16,10 @@ use toml::{Table, Value};
 
 use super::env_template::EnvTemplate;
 use super::{BuildSettings, ConfigFile, SettingsError, SettingsLayer, is_env_name};
+use crate::outbound::AllowList;
 
 const SIDECAR_KEYS: &[&str] = &[
+    "allowed_outbound_hosts",
     "methods",
     "max_concurrency",
     "timeout",
@@ -27,6 +29,7 @@ const SIDECAR_KEYS: &[&str] = &[
     "build",
 ];
 const DEFAULTS_KEYS: &[&str] = &[
+    "allowed_outbound_hosts",
     "methods",
     "max_concurrency",
     "timeout",
@@ -151,13 +154,6 @@ fn parse_layer(
     mut table: Table,
     allowed: &[&str],
 ) -> Result<SettingsLayer, SettingsError> {
-    if table.contains_key("allowed_outbound_hosts") {
-        return Err(ctx.error(
-            "allowed_outbound_hosts",
-            "outbound HTTP is not implemented yet in this version of Wedge: every outbound \
-             request is denied whatever this key says; remove the key",
-        ));
-    }
     ctx.reject_unknown(&table, allowed)?;
     Ok(SettingsLayer {
         methods: ctx.take(&mut table, "methods", methods)?,
@@ -165,6 +161,7 @@ fn parse_layer(
         timeout: ctx.take(&mut table, "timeout", timeout)?,
         memory: ctx.take(&mut table, "memory", memory)?,
         max_body: ctx.take(&mut table, "max_body", size)?,
+        allowed_outbound_hosts: ctx.take(&mut table, "allowed_outbound_hosts", outbound_hosts)?,
         env: match table.remove("env") {
             None => BTreeMap::new(),
             Some(Value::Table(env)) => parse_env(&ctx.nested("env"), env)?,
@@ -176,6 +173,22 @@ fn parse_layer(
             Some(other) => return Err(ctx.error("build", wrong_type("a table ([build])", &other))),
         },
     })
+}
+
+fn outbound_hosts(value: Value) -> Result<AllowList, String> {
+    const EXPECTED: &str =
+        "a list of \"scheme://host[:port]\" strings, like [\"https://api.example.com\"]";
+    let Value::Array(items) = value else {
+        return Err(wrong_type(EXPECTED, &value));
+    };
+    let entries = items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(entry) => Ok(entry),
+            other => Err(wrong_type(EXPECTED, &other)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    AllowList::parse(&entries).map_err(|error| error.to_string())
 }
 
 /// "must be {expected}; found {what `found` is}".
@@ -515,26 +528,28 @@ mod tests {
     }
 
     #[test]
-    fn outbound_hosts_are_refused_until_outbound_http_exists() {
-        for text in [
-            "allowed_outbound_hosts = [\"https://a.example\"]",
-            "allowed_outbound_hosts = []",
+    fn outbound_hosts_are_parsed_and_bad_entries_name_the_key() {
+        let layer = parse_sidecar(
+            Path::new("r.toml"),
+            "allowed_outbound_hosts = [\"https://api.example.com\", \"http://127.0.0.1:*\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            layer.allowed_outbound_hosts.map(|a| a.entries().len()),
+            Some(2)
+        );
+        for bad in [
+            "allowed_outbound_hosts = [\"ftp://x\"]",
+            "allowed_outbound_hosts = \"https://a.example\"",
+            "allowed_outbound_hosts = [\"https://a.example/path\"]",
         ] {
-            let (key, message) = error(text);
-            assert_eq!(key, "allowed_outbound_hosts");
-            assert!(
-                message.contains("every outbound request is denied"),
-                "{message}"
+            let error = parse_sidecar(Path::new("r.toml"), bad).unwrap_err();
+            assert_eq!(
+                error.key.as_deref(),
+                Some("allowed_outbound_hosts"),
+                "{bad}"
             );
         }
-        let config = ConfigFile::parse(
-            Path::new("w.toml"),
-            "[defaults]\nallowed_outbound_hosts = []",
-        );
-        assert_eq!(
-            config.unwrap_err().key.as_deref(),
-            Some("defaults.allowed_outbound_hosts")
-        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod cli;
 mod errors;
 mod examples;
 mod limits;
+mod outbound;
 mod reload;
 mod routing;
 mod server;
