@@ -353,3 +353,111 @@ async fn config_defaults_apply_unless_a_sidecar_overrides_them() {
         413
     );
 }
+
+/// Reads a response whose body must end in an error; what arrived before it.
+async fn cut_body(response: http::Response<hyper::body::Incoming>) -> Vec<u8> {
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => received.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d)),
+            Some(Err(_)) => return received,
+            None => panic!("the body ended cleanly after {} bytes", received.len()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn limits_that_hit_after_the_headers_cut_the_response() {
+    let routes = Routes::new()
+        .with("slow.wasm", "slow_stream")
+        .sidecar("slow.toml", r#"timeout = "500ms""#)
+        .with("echo.wasm", "echo_stream")
+        .sidecar("echo.toml", r#"max_body = "64KiB""#);
+    let server = Server::start(routes.path()).await;
+    for client in server.clients() {
+        let what = client.version;
+        // The timeout covers the streamed body.
+        let request = client
+            .request("GET", "/slow")
+            .body(crate::harness::empty())
+            .unwrap();
+        let response = client.send_streaming(request).await;
+        assert_eq!(response.status(), 200, "{what}");
+        let received = cut_body(response).await;
+        assert!(
+            received.starts_with(b"chunk 0\n") && received.len() < 200,
+            "{what}: {received:?}"
+        );
+
+        // An upload passing max_body after the guest answered: the guest's
+        // body stream fails, and the response is cut.
+        let chunks = futures::stream::iter(0..64)
+            .map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'z'; 16 << 10]))));
+        let request = client
+            .request("POST", "/echo")
+            .body(BodyExt::boxed(StreamBody::new(chunks)))
+            .unwrap();
+        let response = client.send_streaming(request).await;
+        if response.status() == 413 {
+            continue; // The limit hit before the guest answered: also right.
+        }
+        assert_eq!(response.status(), 200, "{what}");
+        let received = cut_body(response).await;
+        assert!(
+            received.len() <= 64 << 10,
+            "{what}: {} bytes echoed past the limit",
+            received.len()
+        );
+    }
+    let log = server.log.text();
+    assert!(log.contains("stopped at its timeout"), "{log}");
+}
+
+#[tokio::test]
+async fn without_address_space_for_the_pool_wedge_falls_back_and_serves() {
+    let routes = Routes::new().with("ok.wasm", "hello_v1");
+    let cache = tempfile::tempdir().unwrap();
+    // 24 GiB of address space: far less than the pool's reservation (1000
+    // instances of 4 GiB memories), enough for on-demand instances.
+    let script = format!(
+        "ulimit -v 25165824 && exec {} serve \"$1\" --listen 127.0.0.1:0 --cache-dir \"$2\"",
+        crate::harness::WEDGE
+    );
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(routes.path())
+        .arg(cache.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(120), stdout.next_line()).await;
+    let first = first.unwrap().unwrap().unwrap_or_default();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let warning = stderr.next_line().await.unwrap().unwrap_or_default();
+    assert!(
+        warning.contains("falling back to on-demand allocation"),
+        "{warning}"
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\r\nv1\r\n"), "{response}");
+}
