@@ -114,6 +114,37 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let routes = Routes::new().with("ok.wasm", "hello_v1");
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = cache_args(&cache).to_vec();
+    args.extend([OsStr::new("--header-timeout"), OsStr::new("1s")]);
+    let server = Server::start_with(routes.path(), &args).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = stream.read(&mut buffer).await.unwrap();
+    assert!(
+        buffer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+    // Now idle: the server closes the connection after about the timeout.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an idle connection stayed open for 10 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_wait_to_be_accepted() {
     let routes = Routes::new().with("ok.wasm", "inspect");
     let cache = tempfile::tempdir().unwrap();
