@@ -130,6 +130,10 @@ pub async fn run(
     builder
         .http2()
         .timer(TokioTimer::new())
+        // HTTP/2 has no keep-alive idle cut like HTTP/1.1's: ping the peer
+        // and drop the connection when it stops answering.
+        .keep_alive_interval(Some(options.header_timeout))
+        .keep_alive_timeout(options.header_timeout)
         .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
     let connections = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
