@@ -137,6 +137,15 @@ impl Server {
         args: &[&std::ffi::OsStr],
         env: &[(&str, &str)],
     ) -> Server {
+        let mut args: Vec<std::ffi::OsString> = args.iter().map(|a| a.to_os_string()).collect();
+        let cache = if args.iter().any(|a| a == "--cache-dir") {
+            None
+        } else {
+            let cache = tempfile::tempdir().expect("create a cache dir");
+            args.push("--cache-dir".into());
+            args.push(cache.path().into());
+            Some(cache)
+        };
         let mut child = Command::new(WEDGE)
             .arg("serve")
             .arg(routes)
@@ -171,7 +180,7 @@ impl Server {
         rest.collect(stdout);
         Server {
             child,
-            _cache: None,
+            _cache: cache,
             addr,
             stdout: rest,
             log,

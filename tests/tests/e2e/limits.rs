@@ -105,13 +105,7 @@ async fn a_guest_over_its_timeout_gets_504_and_frees_its_slot() {
         .with("wait.wasm", "sleepy")
         .sidecar("wait.toml", r#"timeout = "500ms""#)
         .with("ok.wasm", "inspect");
-    let cache = tempfile::tempdir().unwrap();
-    let args = [
-        "--max-instances".as_ref(),
-        "1".as_ref(),
-        "--cache-dir".as_ref(),
-        cache.path().as_os_str(),
-    ];
+    let args = ["--max-instances".as_ref(), "1".as_ref()];
     let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
     for (path, timeout) in [("/spin", 1.0), ("/wait?ms=60000", 0.5)] {
@@ -196,13 +190,7 @@ async fn env_comes_only_from_the_sidecar_with_host_variables_substituted() {
         .sidecar("missing.toml", "[env]\nKEY = \"${WEDGE_TEST_UNSET}\"\n");
     let env_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(env_file.path(), "FROM_FILE=one\n").unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let args = [
-        "--env-file".as_ref(),
-        env_file.path().as_os_str(),
-        "--cache-dir".as_ref(),
-        cache.path().as_os_str(),
-    ];
+    let args = ["--env-file".as_ref(), env_file.path().as_os_str()];
     let server = Server::start_with_env(
         routes.path(),
         &args,
@@ -287,13 +275,7 @@ async fn full_slots_answer_503_at_once() {
         .with("one.wasm", "sleepy")
         .sidecar("one.toml", "max_concurrency = 1")
         .with("other.wasm", "sleepy");
-    let cache = tempfile::tempdir().unwrap();
-    let args = [
-        "--max-instances".as_ref(),
-        "2".as_ref(),
-        "--cache-dir".as_ref(),
-        cache.path().as_os_str(),
-    ];
+    let args = ["--max-instances".as_ref(), "2".as_ref()];
     let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
     let slow = |path: &'static str| {
@@ -333,13 +315,7 @@ async fn config_defaults_apply_unless_a_sidecar_overrides_them() {
         "[defaults]\nmethods = [\"GET\"]\nmax_body = 10\n",
     )
     .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let args = [
-        "--config".as_ref(),
-        config.path().as_os_str(),
-        "--cache-dir".as_ref(),
-        cache.path().as_os_str(),
-    ];
+    let args = ["--config".as_ref(), config.path().as_os_str()];
     let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
     assert_eq!(client.post("/default", "x").await.status(), 405);

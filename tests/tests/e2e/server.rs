@@ -9,10 +9,6 @@ use tokio::net::TcpStream;
 
 use crate::harness::{Routes, Server, text};
 
-fn cache_args(cache: &tempfile::TempDir) -> [&OsStr; 2] {
-    ["--cache-dir".as_ref(), cache.path().as_os_str()]
-}
-
 #[tokio::test]
 async fn every_response_carries_a_request_id_that_the_log_and_guest_share() {
     let routes = Routes::new()
@@ -58,10 +54,7 @@ async fn every_response_carries_a_request_id_that_the_log_and_guest_share() {
 #[tokio::test]
 async fn dev_mode_shows_the_trap_to_the_client_and_serve_never_does() {
     let routes = Routes::new().with("boom.wasm", "trap");
-    let cache = tempfile::tempdir().unwrap();
-    let mut args = cache_args(&cache).to_vec();
-    args.push("--dev".as_ref());
-    let dev = Server::start_with(routes.path(), &args).await;
+    let dev = Server::start_with(routes.path(), &[OsStr::new("--dev")]).await;
     let answer = dev.http1().get("/boom").await;
     assert_eq!(answer.status(), 500);
     assert!(
@@ -79,10 +72,11 @@ async fn dev_mode_shows_the_trap_to_the_client_and_serve_never_does() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let routes = Routes::new().with("ok.wasm", "inspect");
-    let cache = tempfile::tempdir().unwrap();
-    let mut args = cache_args(&cache).to_vec();
-    args.extend([OsStr::new("--header-timeout"), OsStr::new("1s")]);
-    let server = Server::start_with(routes.path(), &args).await;
+    let server = Server::start_with(
+        routes.path(),
+        &[OsStr::new("--header-timeout"), OsStr::new("1s")],
+    )
+    .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -116,10 +110,11 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let routes = Routes::new().with("ok.wasm", "hello_v1");
-    let cache = tempfile::tempdir().unwrap();
-    let mut args = cache_args(&cache).to_vec();
-    args.extend([OsStr::new("--header-timeout"), OsStr::new("1s")]);
-    let server = Server::start_with(routes.path(), &args).await;
+    let server = Server::start_with(
+        routes.path(),
+        &[OsStr::new("--header-timeout"), OsStr::new("1s")],
+    )
+    .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -147,10 +142,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn connections_over_the_cap_wait_to_be_accepted() {
     let routes = Routes::new().with("ok.wasm", "inspect");
-    let cache = tempfile::tempdir().unwrap();
-    let mut args = cache_args(&cache).to_vec();
-    args.extend([OsStr::new("--max-connections"), OsStr::new("1")]);
-    let server = Server::start_with(routes.path(), &args).await;
+    let server = Server::start_with(
+        routes.path(),
+        &[OsStr::new("--max-connections"), OsStr::new("1")],
+    )
+    .await;
     let holder = TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let waiting = tokio::spawn({
@@ -225,10 +221,11 @@ async fn shutdown_lets_a_request_in_flight_finish_then_exits_zero() {
 #[tokio::test]
 async fn shutdown_closes_what_is_still_running_after_the_grace() {
     let routes = Routes::new().with("wait.wasm", "sleepy");
-    let cache = tempfile::tempdir().unwrap();
-    let mut args = cache_args(&cache).to_vec();
-    args.extend([OsStr::new("--shutdown-grace"), OsStr::new("1s")]);
-    let server = Server::start_with(routes.path(), &args).await;
+    let server = Server::start_with(
+        routes.path(),
+        &[OsStr::new("--shutdown-grace"), OsStr::new("1s")],
+    )
+    .await;
     let client = server.http1();
     let request = client
         .request("GET", "/wait?ms=60000")
