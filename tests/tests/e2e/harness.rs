@@ -300,10 +300,15 @@ impl Http {
         Ok(Response::from_parts(parts, body))
     }
 
+    /// `METHOD path` with no body.
+    pub async fn call(&self, method: &str, path: &str) -> Answer {
+        self.send(self.request(method, path).body(empty()).expect("request"))
+            .await
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Answer {
-        self.send(self.request("GET", path).body(empty()).expect("request"))
-            .await
+        self.call("GET", path).await
     }
 
     /// `POST path` with `body`.

@@ -31,61 +31,26 @@ async fn methods_not_listed_get_405_without_starting_the_guest() {
     for client in server.clients() {
         let what = client.version;
         for method in ["GET", "DELETE", "HEAD"] {
-            let answer = client
-                .send(
-                    client
-                        .request(method, "/only-post")
-                        .body(crate::harness::empty())
-                        .unwrap(),
-                )
-                .await;
+            let answer = client.call(method, "/only-post").await;
             assert_eq!(answer.status(), 405, "{method} over {what}");
             assert_eq!(answer.headers()["allow"], "POST, OPTIONS", "{what}");
         }
-        let delete = client
-            .send(
-                client
-                    .request("DELETE", "/get")
-                    .body(crate::harness::empty())
-                    .unwrap(),
-            )
-            .await;
+        let delete = client.call("DELETE", "/get").await;
         assert_eq!(delete.status(), 405);
         assert_eq!(delete.headers()["allow"], "GET, PUT, HEAD, OPTIONS");
 
         // HEAD goes to the GET handler; the client gets no body.
-        let head = client
-            .send(
-                client
-                    .request("HEAD", "/get")
-                    .body(crate::harness::empty())
-                    .unwrap(),
-            )
-            .await;
+        let head = client.call("HEAD", "/get").await;
         assert_eq!(head.status(), 200, "{what}");
         assert!(head.body().is_empty(), "{what}");
 
         // OPTIONS not listed: the host answers.
-        let options = client
-            .send(
-                client
-                    .request("OPTIONS", "/get")
-                    .body(crate::harness::empty())
-                    .unwrap(),
-            )
-            .await;
+        let options = client.call("OPTIONS", "/get").await;
         assert_eq!(options.status(), 204, "{what}");
         assert_eq!(options.headers()["allow"], "GET, PUT, HEAD, OPTIONS");
 
         // OPTIONS listed: the guest answers its own preflights.
-        let preflight = client
-            .send(
-                client
-                    .request("OPTIONS", "/cors")
-                    .body(crate::harness::empty())
-                    .unwrap(),
-            )
-            .await;
+        let preflight = client.call("OPTIONS", "/cors").await;
         assert_eq!(preflight.status(), 200, "{what}");
         assert_eq!(json(&preflight)["method"], "OPTIONS");
     }
