@@ -2,17 +2,12 @@
 //!
 //! A Wedge route is a WebAssembly component, built for `wasm32-wasip2`, that
 //! exports `wasi:http/incoming-handler`; Wedge serves
-//! `routes/api/users/[id].wasm` at `/api/users/42`. This crate is a thin layer
-//! over [`wstd`] (the Bytecode Alliance's async library for WASI 0.2) and the
-//! [`http`] crate's types:
-//!
-//! - [`RequestExt`] reads what Wedge adds to each request: the matched
-//!   [route](RequestExt::route), its [params](RequestExt::params) and the
-//!   [client's address](RequestExt::client_addr).
-//! - [`json`] answers with a JSON body; [`method_not_allowed`] answers `405`
-//!   with `Allow`.
-//! - [`wstd`], [`http`] and [`serde_json`] are re-exported: wstd for bodies,
-//!   timers and outbound HTTP, `http` for header names and the like.
+//! `routes/api/users/[id].wasm` at `/api/users/42`. This crate makes writing
+//! one feel like a Next.js route handler or an axum handler: an `async fn`
+//! from a [`Request`] to anything that is [`IntoResponse`], on the [`http`]
+//! crate's types and [`wstd`], the Bytecode Alliance's async library for
+//! WASI 0.2. The result is a plain `wasi:http/proxy` component: any host
+//! that runs those (`wasmtime serve -Scli`, say) runs it too.
 //!
 //! # A complete handler
 //!
@@ -26,65 +21,152 @@
 //!
 //! [dependencies]
 //! wedge-sdk = { path = "../guest-sdk" }
-//! wstd = "0.6.8"
+//! serde = { version = "1", features = ["derive"] }
 //! ```
 //!
 //! `src/main.rs`:
 //!
-//! ```no_run
-//! use wedge_sdk::wstd::http::error::Context as _;
-//! use wedge_sdk::wstd::http::{Body, Error, Method, Request, Response};
-//! use wedge_sdk::{RequestExt as _, json, method_not_allowed};
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use wedge_sdk::{Error, Json, Request, RequestExt as _, Router, StatusCode};
 //!
-//! #[wstd::http_server]
-//! async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
-//!     if request.method() != Method::GET {
-//!         return Ok(method_not_allowed(&[Method::GET]));
+//! #[derive(Serialize, Deserialize)]
+//! struct User {
+//!     id: u32,
+//!     name: String,
+//! }
+//!
+//! /// GET /api/users/42
+//! async fn show(request: Request) -> Result<Json<User>, Error> {
+//!     let id: u32 = request.param("id")?;
+//!     Ok(Json(User { id, name: format!("user {id}") }))
+//! }
+//!
+//! /// PUT /api/users/42 with a JSON body
+//! async fn replace(mut request: Request) -> Result<Json<User>, Error> {
+//!     let user: User = request.json().await?;
+//!     if user.name.is_empty() {
+//!         return Err(Error::new(StatusCode::UNPROCESSABLE_ENTITY, "`name` must not be empty"));
 //!     }
-//!     let params = request.params();
-//!     let id = params
-//!         .get("id")
-//!         .context("no `id` param: serve this file as routes/api/users/[id].wasm")?;
-//!     json(&wedge_sdk::serde_json::json!({ "id": id }))
+//!     Ok(Json(user))
+//! }
+//!
+//! #[wedge_sdk::handler]
+//! fn routes() -> Router {
+//!     Router::new().get(show).put(replace)
 //! }
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` and copy
-//! `target/wasm32-wasip2/release/users.wasm` to `routes/api/users/[id].wasm`;
-//! `GET /api/users/42` then answers `{"id":"42"}`.
+//! `target/wasm32-wasip2/release/users.wasm` to `routes/api/users/[id].wasm`.
+//! `GET /api/users/42` answers `{"id":42,"name":"user 42"}`, `GET
+//! /api/users/x` a `400` saying why, `DELETE` a `405` with `Allow: GET,
+//! HEAD, OPTIONS, PUT`.
 //!
-//! # The entry point
+//! # What is here
 //!
-//! [`#[wstd::http_server]`](wstd::http_server) turns `async fn main` into the
-//! component's `wasi:http/incoming-handler` export. Its expansion names the
-//! crate as `::wstd`, so a handler crate lists `wstd` among its own
-//! dependencies, as above (cargo unifies it with this crate's copy); without
-//! that, even `#[wedge_sdk::wstd::http_server]` does not compile.
+//! - [`#[handler]`](handler): the entry point.
+//! - [`RequestExt`]: what Wedge tells a handler (the matched
+//!   [route](RequestExt::route), typed [params](RequestExt::param), a
+//!   catch-all's [segments](RequestExt::segments)), the
+//!   [query string](RequestExt::query) and a [JSON body](RequestExt::json).
+//! - [`IntoResponse`]: what a handler may return; [`Json`] for JSON out.
+//! - [`Error`]: `?` in a handler; a `500` whose cause is logged, or a client
+//!   error that says what was wrong.
+//! - [`Router`]: one handler per method, with `405`, `HEAD` and `OPTIONS`.
+//! - [`fetch`]: outbound HTTP to the hosts the route's sidecar allows.
+//! - [`body`]: streaming response and request bodies.
 //!
-//! An `Err` returned from `main` reaches Wedge as the `internal-error` HTTP
-//! error code carrying the error's text: the client gets a `500` and the
-//! host's log gets the text. A panic writes its message to stderr (forwarded
-//! to the host's log) and traps the instance: also a `500`.
+//! # Environment and secrets
 //!
-//! # Streaming
+//! `std::env::var` works and sees exactly the route's `[env]` table in its
+//! sidecar `.toml`, nothing of the host's environment. That is where API
+//! tokens belong: `API_TOKEN = "${API_TOKEN}"` copies the host's variable
+//! in when the route loads, so the secret lives in the host's environment
+//! and the guest, never in the component or the response.
 //!
-//! Request and response bodies are streams. Returning the request's body as
-//! the response's, as in `Response::new(request.into_body())`, copies it
-//! through without ever holding it whole; [`wstd::http::Body`] documents the
-//! ways to build and read bodies.
+//! # State
+//!
+//! Wedge runs every request in a fresh instance, so statics and
+//! `thread_local!`s start anew each time: keep state in a database or an
+//! upstream API, reached with [`fetch`].
 
+pub mod body;
+mod error;
+mod fetch;
+#[cfg(feature = "json")]
+mod json;
 mod params;
+mod response;
+mod router;
 
+pub use error::Error;
+pub use fetch::{FetchError, fetch};
+#[cfg(feature = "json")]
+pub use json::Json;
 pub use params::Params;
+pub use response::{IntoResponse, Response};
+pub use router::{Handler, Router};
 
 pub use http;
+pub use http::{Method, StatusCode};
+#[cfg(feature = "json")]
 pub use serde_json;
 pub use wstd;
+pub use wstd::http::Body;
 
-use http::header::{ALLOW, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode};
-use wstd::http::error::Context as _;
-use wstd::http::{Body, Error, Response};
+/// Makes a function the component's request handler (its
+/// `wasi:http/incoming-handler` export). One per component.
+///
+/// It takes one of three shapes. An `async fn` that takes the request:
+///
+/// ```
+/// use wedge_sdk::{IntoResponse, Request};
+///
+/// #[wedge_sdk::handler]
+/// async fn handler(request: Request) -> impl IntoResponse {
+///     format!("{} {}", request.method(), request.uri().path())
+/// }
+/// ```
+///
+/// An `async fn` that needs nothing from it:
+///
+/// ```
+/// #[wedge_sdk::handler]
+/// async fn handler() -> &'static str {
+///     "hello"
+/// }
+/// ```
+///
+/// A plain `fn` that returns the [`Router`] to answer with:
+///
+/// ```
+/// use wedge_sdk::{Request, Router};
+///
+/// async fn list(_request: Request) -> &'static str {
+///     "[]"
+/// }
+///
+/// #[wedge_sdk::handler]
+/// fn routes() -> Router {
+///     Router::new().get(list)
+/// }
+/// ```
+///
+/// The function keeps its name (`main` excepted: the macro provides the
+/// `fn main` a binary crate needs, and renames yours). A wrong signature is
+/// a compile error on your code: a handler that is not `async`, takes more
+/// than the request, or returns something that is not [`IntoResponse`].
+///
+/// The request is read before the handler runs; a request the SDK cannot
+/// read (the host sent a malformed one) is refused without calling it. The
+/// response is sent after the handler returns; if sending its body fails
+/// (the client went away), the failure goes to stderr.
+pub use wedge_sdk_macros::handler;
+
+/// The request type handlers take: the `http` crate's, with a wstd
+/// [`Body`] that streams.
+pub type Request = http::Request<Body>;
 
 /// The header in which Wedge names the route pattern that matched, such as
 /// `/api/users/[id]`.
@@ -97,25 +179,136 @@ pub const PARAMS_HEADER: &str = "wedge-params";
 /// The header in which Wedge passes the client's socket address.
 pub const CLIENT_ADDR_HEADER: &str = "wedge-client-addr";
 
-/// What Wedge tells a handler about the request, read from the headers it
-/// adds (and strips from what the client sent, so they can be trusted).
+/// What Wedge tells a handler about the request, and the request's query and
+/// body in the forms handlers want.
 ///
-/// Outside Wedge (under `wasmtime serve`, say) the headers are absent: the
-/// methods answer `None` and an empty [`Params`].
+/// Wedge's headers (`wedge-route`, `wedge-params`, `wedge-client-addr`) are
+/// set by the host, which strips any a client sends, so they can be trusted.
+/// Outside Wedge (under `wasmtime serve`, say) they are absent: no route, no
+/// params.
 pub trait RequestExt {
-    /// The route pattern that matched, such as `/api/users/[id]` or
-    /// `/blog/[...slug]`.
+    /// The route pattern that matched, such as `/api/users/[id]`.
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// fn route(request: &Request) -> &str {
+    ///     request.route().unwrap_or("(not under Wedge)")
+    /// }
+    /// ```
     fn route(&self) -> Option<&str>;
 
-    /// The values of the route's `[param]`s, such as `id` in
-    /// `/api/users/[id]`.
+    /// All the route's params, such as `id` in `/api/users/[id]`.
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// fn id(request: &Request) -> Option<String> {
+    ///     request.params().get("id").map(str::to_owned)
+    /// }
+    /// ```
     fn params(&self) -> Params;
 
+    /// The param `name`, parsed as `T` (a `String`, a number, anything
+    /// [`FromStr`](std::str::FromStr)), percent-decoded.
+    ///
+    /// A value that does not parse is a `400` naming the param; a route
+    /// without that param is a `500` (the file's name and the code
+    /// disagree), logged with the fix.
+    ///
+    /// ```
+    /// use wedge_sdk::{Error, Request, RequestExt as _};
+    ///
+    /// async fn show(request: Request) -> Result<String, Error> {
+    ///     let id: u64 = request.param("id")?;
+    ///     Ok(format!("user {id}"))
+    /// }
+    /// ```
+    fn param<T>(&self, name: &str) -> Result<T, Error>
+    where
+        T: std::str::FromStr<Err: std::fmt::Display>;
+
+    /// A catch-all's segments: `["2024", "hello world"]` for
+    /// `/blog/2024/hello%20world` on `/blog/[...slug]`, each decoded on its
+    /// own (so `a%2Fb` stays one segment, `a/b`). Empty for a
+    /// `[[...optional]]` at its bare path, and when the route has no
+    /// catch-all called `name`.
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// async fn post(request: Request) -> String {
+    ///     request.segments("slug").join(" › ")
+    /// }
+    /// ```
+    fn segments(&self, name: &str) -> Vec<String>;
+
     /// The client's socket address, such as `127.0.0.1:53412`.
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// fn who(request: &Request) -> String {
+    ///     request.client_addr().unwrap_or("unknown").to_owned()
+    /// }
+    /// ```
     fn client_addr(&self) -> Option<&str>;
+
+    /// The query string deserialized as `T`: a `400` that says what was
+    /// wrong if it does not fit. No query is an empty one.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use wedge_sdk::{Error, Request, RequestExt as _};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Page {
+    ///     #[serde(default)]
+    ///     offset: u32,
+    ///     limit: Option<u32>,
+    /// }
+    ///
+    /// async fn list(request: Request) -> Result<String, Error> {
+    ///     let page: Page = request.query()?;
+    ///     Ok(format!("from {} take {:?}", page.offset, page.limit))
+    /// }
+    /// ```
+    fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error>;
+
+    /// The first value of query parameter `name`, decoded, as Next.js's
+    /// `searchParams.get(name)`.
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// async fn hello(request: Request) -> String {
+    ///     let name = request.query_param("name").unwrap_or_else(|| "world".into());
+    ///     format!("hello, {name}")
+    /// }
+    /// ```
+    fn query_param(&self, name: &str) -> Option<String>;
+
+    /// Reads the whole body and deserializes it as JSON, as Next.js's
+    /// `await request.json()`: a `400` saying what was wrong if it is not
+    /// the JSON `T` expects. See [`Json`].
+    ///
+    /// ```
+    /// use wedge_sdk::{Error, Request, RequestExt as _};
+    ///
+    /// async fn total(mut request: Request) -> Result<String, Error> {
+    ///     let prices: Vec<f64> = request.json().await?;
+    ///     Ok(prices.iter().sum::<f64>().to_string())
+    /// }
+    /// ```
+    #[cfg(feature = "json")]
+    #[expect(
+        async_fn_in_trait,
+        reason = "a component runs on one thread: nothing needs this future to be Send"
+    )]
+    async fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error>;
 }
 
-impl<B> RequestExt for Request<B> {
+impl RequestExt for Request {
     fn route(&self) -> Option<&str> {
         header_str(self, ROUTE_HEADER)
     }
@@ -124,88 +317,110 @@ impl<B> RequestExt for Request<B> {
         Params::from_headers(self.headers())
     }
 
+    fn param<T>(&self, name: &str) -> Result<T, Error>
+    where
+        T: std::str::FromStr<Err: std::fmt::Display>,
+    {
+        let params = self.params();
+        let Some(value) = params.get(name) else {
+            return Err(Error::internal(format!(
+                "the route {} has no param `{name}`: name the file [{name}].wasm \
+                 (or a folder [{name}]), or read another param",
+                self.route().unwrap_or("(none: not served by Wedge?)")
+            )));
+        };
+        value
+            .parse()
+            .map_err(|error| Error::bad_request(format!("invalid `{name}` in the path: {error}")))
+    }
+
+    fn segments(&self, name: &str) -> Vec<String> {
+        self.route()
+            .and_then(|route| params::catch_all_segments(route, self.uri().path(), name))
+            .unwrap_or_default()
+    }
+
     fn client_addr(&self) -> Option<&str> {
         header_str(self, CLIENT_ADDR_HEADER)
     }
+
+    fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        let query = self.uri().query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map_err(|error| Error::bad_request(format!("invalid query string: {error}")))
+    }
+
+    fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.uri().query()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    #[cfg(feature = "json")]
+    async fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
+        let bytes = self.body_mut().contents().await.map_err(|error| {
+            Error::bad_request(format!("cannot read the request body: {error}"))
+        })?;
+        json::parse(bytes)
+    }
 }
 
-fn header_str<'r, B>(request: &'r Request<B>, name: &str) -> Option<&'r str> {
+fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
     request.headers().get(name)?.to_str().ok()
 }
 
-/// A `200 OK` response whose body is `value` as JSON, with
-/// `content-type: application/json`.
-///
-/// Set another status through [`Response::status_mut`]. Fails only if `value`
-/// cannot be written as JSON (a map with non-string keys, say).
-pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Response<Body>, Error> {
-    let body = serde_json::to_vec(value).context("writing the response body as JSON")?;
-    let mut response = Response::new(Body::from(body));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
-}
+/// What `#[handler]` expands to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
 
-/// A `405 Method Not Allowed` response whose `Allow` header lists `allowed`.
-pub fn method_not_allowed(allowed: &[Method]) -> Response<Body> {
-    let allow = allowed
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response.headers_mut().insert(
-        ALLOW,
-        HeaderValue::from_str(&allow).expect("bug: method names are tokens, valid in a header"),
-    );
-    response
-}
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+    use wstd::http::server::Responder;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    use crate::{Handler, IntoResponse, Request, Router};
 
-    #[test]
-    fn wedge_headers_are_read_from_the_request() {
-        let request = Request::builder()
-            .header(ROUTE_HEADER, "/api/users/[id]")
-            .header(PARAMS_HEADER, "id=42")
-            .header(CLIENT_ADDR_HEADER, "127.0.0.1:53412")
-            .body(())
-            .expect("a valid request");
-        assert_eq!(request.route(), Some("/api/users/[id]"));
-        assert_eq!(request.params().get("id"), Some("42"));
-        assert_eq!(request.client_addr(), Some("127.0.0.1:53412"));
+    /// Checks, spanned to the handler's argument, that it takes a [`Request`].
+    pub fn is_request<T: IsRequest>() {}
+
+    #[diagnostic::on_unimplemented(
+        message = "a Wedge handler takes a `wedge_sdk::Request`, not `{Self}`",
+        note = "write `async fn handler(request: wedge_sdk::Request) -> impl IntoResponse`"
+    )]
+    pub trait IsRequest {}
+    impl IsRequest for Request {}
+
+    /// An `async fn(Request) -> impl IntoResponse` as a [`Handler`].
+    pub fn responds<F, Fut>(handler: F) -> impl Handler
+    where
+        F: Fn(Request) -> Fut + 'static,
+        Fut: Future<Output: IntoResponse> + 'static,
+    {
+        handler
     }
 
-    #[test]
-    fn outside_wedge_there_is_no_route() {
-        let request = Request::new(());
-        assert_eq!(request.route(), None);
-        assert!(request.params().is_empty());
-        assert_eq!(request.client_addr(), None);
+    /// A `fn() -> Router`'s router as a [`Handler`].
+    pub fn router_handler(router: Router) -> impl Handler {
+        router
     }
 
-    #[test]
-    fn json_response_is_200_with_json_content_type() {
-        let response = json(&serde_json::json!({ "id": "42" })).expect("serializable");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(response.body().content_length(), Some(11));
-    }
-
-    #[test]
-    fn json_refuses_a_map_with_non_string_keys() {
-        let map = std::collections::HashMap::from([((1, 2), "x")]);
-        assert!(json(&map).is_err());
-    }
-
-    #[test]
-    fn method_not_allowed_lists_the_allowed_methods() {
-        let response = method_not_allowed(&[Method::GET, Method::HEAD]);
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(response.headers()[ALLOW], "GET, HEAD");
+    /// Runs `handler` on one incoming request: the body of the export.
+    pub fn run(request: IncomingRequest, response_out: ResponseOutparam, handler: impl Handler) {
+        let responder = Responder::new(response_out);
+        wstd::runtime::block_on(async move {
+            let request = match wstd::http::request::try_from_incoming(request) {
+                Ok(request) => request,
+                Err(error) => {
+                    eprintln!("error: cannot read the incoming request: {error:#}");
+                    return responder.fail(error);
+                }
+            };
+            let response = handler.call(request).await;
+            if let Err(error) = responder.respond(response).await {
+                eprintln!("error: sending the response body: {error:#}");
+            }
+        });
     }
 }

@@ -1,6 +1,8 @@
-//! Route params, as Wedge passes them in the `wedge-params` header.
+//! Route params, as Wedge passes them in the `wedge-params` header, and a
+//! catch-all's segments.
 
 use http::HeaderMap;
+use percent_encoding::percent_decode_str;
 
 use crate::PARAMS_HEADER;
 
@@ -10,6 +12,15 @@ use crate::PARAMS_HEADER;
 /// `2024/hello world`: values arrive percent-decoded, and a catch-all's value
 /// is its segments joined with `/`. A `[[...optional]]` param at its bare
 /// path (`/docs` for `/docs/[[...slug]]`) is absent.
+///
+/// ```
+/// use wedge_sdk::{Request, RequestExt as _};
+///
+/// fn describe(request: &Request) -> String {
+///     let params = request.params();
+///     params.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(" ")
+/// }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
     pairs: Vec<(String, String)>,
@@ -18,6 +29,14 @@ pub struct Params {
 impl Params {
     /// Reads the params from the `wedge-params` header of `headers`; none if
     /// the header is absent.
+    ///
+    /// ```
+    /// use wedge_sdk::{Params, http::HeaderMap};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("wedge-params", "id=42".parse().unwrap());
+    /// assert_eq!(Params::from_headers(&headers).get("id"), Some("42"));
+    /// ```
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let Some(value) = headers.get(PARAMS_HEADER) else {
             return Self::default();
@@ -29,6 +48,12 @@ impl Params {
     }
 
     /// The value of the param called `name`, if the route has it.
+    ///
+    /// ```
+    /// use wedge_sdk::{Params, http::HeaderMap};
+    ///
+    /// assert_eq!(Params::from_headers(&HeaderMap::new()).get("id"), None);
+    /// ```
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -37,6 +62,16 @@ impl Params {
     }
 
     /// Each param's name and value, in pattern order.
+    ///
+    /// ```
+    /// use wedge_sdk::{Params, http::HeaderMap};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("wedge-params", "cat=toys&item=car".parse().unwrap());
+    /// let params = Params::from_headers(&headers);
+    /// let names: Vec<_> = params.iter().map(|(name, _)| name).collect();
+    /// assert_eq!(names, ["cat", "item"]);
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs
             .iter()
@@ -45,9 +80,45 @@ impl Params {
 
     /// Whether the route matched without params (a static route, or a bare
     /// `[[...optional]]`).
+    ///
+    /// ```
+    /// use wedge_sdk::{Params, http::HeaderMap};
+    ///
+    /// assert!(Params::from_headers(&HeaderMap::new()).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
+}
+
+/// The segments of catch-all `name` in `path`, each percent-decoded on its
+/// own, so that an encoded `/` (`%2F`) stays inside its segment. `None` when
+/// `route` has no catch-all called `name`.
+///
+/// The host's `wedge-params` joins the decoded segments with `/`, which
+/// loses that distinction; the path and the pattern keep it.
+pub(crate) fn catch_all_segments(route: &str, path: &str, name: &str) -> Option<Vec<String>> {
+    let position = route
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .position(|segment| {
+            let inner = segment
+                .strip_prefix("[[...")
+                .and_then(|s| s.strip_suffix("]]"))
+                .or_else(|| {
+                    segment
+                        .strip_prefix("[...")
+                        .and_then(|s| s.strip_suffix(']'))
+                });
+            inner == Some(name)
+        })?;
+    let segments = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .skip(position)
+        .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
+        .collect();
+    Some(segments)
 }
 
 #[cfg(test)]
@@ -55,6 +126,43 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn catch_all_segments_come_from_the_path_after_the_pattern_prefix() {
+        let cases: &[(&str, &str, &str, Option<&[&str]>)] = &[
+            (
+                "/blog/[...slug]",
+                "/blog/2024/hello",
+                "slug",
+                Some(&["2024", "hello"]),
+            ),
+            (
+                "/blog/[...slug]",
+                "/blog/a%2Fb/c%20d",
+                "slug",
+                Some(&["a/b", "c d"]),
+            ),
+            ("/docs/[[...slug]]", "/docs", "slug", Some(&[])),
+            ("/[[...all]]", "/", "all", Some(&[])),
+            ("/[[...all]]", "/x/y", "all", Some(&["x", "y"])),
+            (
+                "/shop/[cat]/[...rest]",
+                "/shop/toys/a/b",
+                "rest",
+                Some(&["a", "b"]),
+            ),
+            ("/shop/[cat]/[...rest]", "/shop/toys/a/b", "cat", None),
+            ("/blog/[...slug]", "/blog/x", "other", None),
+        ];
+        for &(route, path, name, expected) in cases {
+            let expected = expected.map(|e| e.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(
+                catch_all_segments(route, path, name),
+                expected,
+                "{route} {path} {name}"
+            );
+        }
+    }
 
     fn params(header: &'static str) -> Params {
         let mut headers = HeaderMap::new();

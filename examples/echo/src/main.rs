@@ -1,24 +1,23 @@
 //! `POST /api/echo` (route `api/echo`): answers with the request's body and
 //! content type.
 //!
-//! The body streams through: wstd copies the incoming stream into the
-//! outgoing one as it arrives, so a body of any size passes in little memory.
+//! The body streams through: the incoming stream is copied into the
+//! outgoing one as it arrives, so a body of any size passes in little
+//! memory.
 
 use wedge_sdk::http::header::CONTENT_TYPE;
-use wedge_sdk::method_not_allowed;
-use wedge_sdk::wstd::http::{Body, Error, Method, Request, Response};
+use wedge_sdk::{Request, Response, Router};
 
-#[wstd::http_server]
-async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
-    if request.method() != Method::POST {
-        return Ok(method_not_allowed(&[Method::POST]));
-    }
+async fn echo(request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut response = Response::new(body);
     if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, content_type.clone());
+        response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
     }
-    Ok(response)
+    response
+}
+
+#[wedge_sdk::handler]
+fn routes() -> Router {
+    Router::new().post(echo)
 }

@@ -1,13 +1,21 @@
-//! `GET /api/hello` (route `api/hello`): a JSON greeting,
-//! `{"message":"Hello from Wedge!"}`.
+//! `GET /api/hello` (route `api/hello`): a JSON greeting, as a Next.js
+//! `export async function GET(request)` returning `Response.json(…)`.
+//!
+//! `{"message":"Hello from Wedge!"}`; with `?name=Ada`,
+//! `{"message":"Hello, Ada!"}`.
 
-use wedge_sdk::wstd::http::{Body, Error, Method, Request, Response};
-use wedge_sdk::{json, method_not_allowed, serde_json};
+use wedge_sdk::serde_json::{Value, json};
+use wedge_sdk::{Json, Request, RequestExt as _, Router};
 
-#[wstd::http_server]
-async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return Ok(method_not_allowed(&[Method::GET, Method::HEAD]));
-    }
-    json(&serde_json::json!({ "message": "Hello from Wedge!" }))
+async fn greet(request: Request) -> Json<Value> {
+    let message = match request.query_param("name") {
+        Some(name) => format!("Hello, {name}!"),
+        None => "Hello from Wedge!".to_owned(),
+    };
+    Json(json!({ "message": message }))
+}
+
+#[wedge_sdk::handler]
+fn routes() -> Router {
+    Router::new().get(greet)
 }

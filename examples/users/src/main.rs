@@ -1,18 +1,29 @@
-//! `GET /api/users/42` (route `api/users/[id]`): a dynamic segment, read from
-//! the route params: `{"id":"42"}`.
+//! `GET /api/users/[id]`: fetches the user from a third-party API (the
+//! sidecar's `USERS_API`, JSONPlaceholder in `routes/`) and answers with
+//! only what the client needs: `{"id":1,"name":…,"email":…,"city":…}`.
 
-use wedge_sdk::wstd::http::error::Context as _;
-use wedge_sdk::wstd::http::{Body, Error, Method, Request, Response};
-use wedge_sdk::{RequestExt as _, json, method_not_allowed, serde_json};
+use wedge_sdk::serde_json::{Value, json};
+use wedge_sdk::{Body, Error, Json, Request, RequestExt as _, Router, StatusCode, fetch, http};
 
-#[wstd::http_server]
-async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return Ok(method_not_allowed(&[Method::GET, Method::HEAD]));
+async fn show(request: Request) -> Result<Json<Value>, Error> {
+    let id: u32 = request.param("id")?;
+    let url = format!("{}/users/{id}", std::env::var("USERS_API")?);
+    let mut response = fetch(http::Request::get(url).body(Body::empty())?).await?;
+    match response.status() {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(Error::new(StatusCode::NOT_FOUND, "no such user")),
+        status => return Err(Error::new(StatusCode::BAD_GATEWAY, format!("users API: {status}"))),
     }
-    let params = request.params();
-    let id = params
-        .get("id")
-        .context("no `id` param: serve this file as routes/api/users/[id].wasm")?;
-    json(&serde_json::json!({ "id": id }))
+    let user: Value = response.body_mut().json().await?;
+    Ok(Json(json!({
+        "id": user["id"],
+        "name": user["name"],
+        "email": user["email"],
+        "city": user["address"]["city"],
+    })))
+}
+
+#[wedge_sdk::handler]
+fn routes() -> Router {
+    Router::new().get(show)
 }

@@ -1,37 +1,330 @@
-//! The examples in `examples/`, served at the routes their crates declare.
+//! The examples in `examples/`, served at the routes their crates declare,
+//! with the sidecars their README section describes. The third-party APIs
+//! are upstreams on loopback.
 
-use crate::harness::{Routes, Server, json, text};
+use std::time::{Duration, Instant};
 
-#[tokio::test]
-async fn examples_answer_as_the_readme_says() {
-    let routes = Routes::new()
+use http_body_util::BodyExt as _;
+use serde_json::json;
+
+use crate::harness::{Routes, Server, Upstream, json, text};
+
+/// The weather example's API key: it must reach the upstream and nothing else.
+const SECRET: &str = "s3cr3t-weather-key";
+
+/// Every example at its route, as `cargo xtask build-routes` places them.
+fn example_routes() -> Routes {
+    Routes::new()
         .with("index.wasm", "index")
         .with("api/hello.wasm", "hello")
         .with("api/echo.wasm", "echo")
+        .with("api/todos.wasm", "todos")
+        .with("api/todos/[id].wasm", "todo")
         .with("api/users/[id].wasm", "users")
-        .with("blog/[...slug].wasm", "blog");
-    let server = Server::start(routes.path()).await;
+        .with("api/weather.wasm", "weather")
+        .with("api/stream.wasm", "stream")
+        .with("blog/[...slug].wasm", "blog")
+}
+
+/// The users and weather sidecars, pointed at `users` and `weather`.
+fn with_upstreams(routes: Routes, users: &Upstream, weather: &Upstream) -> Routes {
+    let (users, weather) = (users.origin(), weather.origin());
+    let users = format!("allowed_outbound_hosts = [\"{users}\"]\n[env]\nUSERS_API = \"{users}\"\n");
+    let weather = format!(
+        "allowed_outbound_hosts = [\"{weather}\"]\n[env]\nWEATHER_API = \"{weather}\"\n\
+         WEATHER_API_KEY = \"${{WEATHER_API_KEY}}\"\n"
+    );
+    routes
+        .with_bytes("api/users/[id].toml", users.as_bytes())
+        .with_bytes("api/weather.toml", weather.as_bytes())
+}
+
+async fn users_api() -> Upstream {
+    Upstream::start(|_, target| match target {
+        "/users/1" => (
+            200,
+            json!({
+                "id": 1, "name": "Leanne Graham", "username": "Bret",
+                "email": "Sincere@april.biz", "phone": "1-770-736-8031",
+                "address": {"street": "Kulas Light", "city": "Gwenborough"},
+            })
+            .to_string(),
+        ),
+        _ => (404, "{}".into()),
+    })
+    .await
+}
+
+async fn weather_api() -> Upstream {
+    Upstream::start(|_, target| {
+        if target.contains("q=Nowhere") {
+            (401, format!("{{\"error\":\"key {SECRET} is revoked\"}}"))
+        } else {
+            (
+                200,
+                json!({"temp_c": 4.5, "condition": "sleet", "station": "OSL"}).to_string(),
+            )
+        }
+    })
+    .await
+}
+
+async fn start() -> (Server, Routes, Upstream, Upstream) {
+    let (users, weather) = (users_api().await, weather_api().await);
+    let routes = with_upstreams(example_routes(), &users, &weather);
+    let server = Server::start_with_env(routes.path(), &[], &[("WEATHER_API_KEY", SECRET)]).await;
+    (server, routes, users, weather)
+}
+
+#[tokio::test]
+async fn json_get_post_and_a_method_router_answer_as_the_readme_says() {
+    let (server, _routes, _, _) = start().await;
     for client in server.clients() {
         let hello = client.get("/api/hello").await;
-        assert_eq!(hello.status(), 200);
         assert_eq!(hello.headers()["content-type"], "application/json");
+        assert_eq!(json(&hello), json!({"message": "Hello from Wedge!"}));
+        let named = client.get("/api/hello?name=Ada%20L").await;
+        assert_eq!(json(&named), json!({"message": "Hello, Ada L!"}));
+        let post = client.post("/api/hello", "").await;
+        assert_eq!(post.status(), 405);
+        assert_eq!(post.headers()["allow"], "GET, HEAD, OPTIONS");
+        let head = client.call("HEAD", "/api/hello").await;
+        assert_eq!((head.status().as_u16(), head.body().len()), (200, 0));
+
+        let list = client.get("/api/todos").await;
         assert_eq!(
-            json(&hello),
-            serde_json::json!({"message": "Hello from Wedge!"})
+            json(&list)[1],
+            json!({"id": 2, "title": "Todo 2", "done": false})
+        );
+        let created = client
+            .post("/api/todos", r#"{"title":"Walk the dog"}"#)
+            .await;
+        assert_eq!(created.status(), 201);
+        assert_eq!(
+            json(&created),
+            json!({"id": 3, "title": "Walk the dog", "done": false})
+        );
+        let cases = [
+            (
+                r#"{"title": 5}"#,
+                400,
+                "invalid JSON body: invalid type: integer `5`",
+            ),
+            (
+                r#"{"title": "x", "due": 1}"#,
+                400,
+                "invalid JSON body: unknown field `due`",
+            ),
+            (r#"{"title": "#, 400, "invalid JSON body: EOF while parsing"),
+            (r#"{"title": "   "}"#, 422, "`title` must be 1-200 bytes"),
+        ];
+        for (body, status, message) in cases {
+            let refused = client.post("/api/todos", body).await;
+            assert_eq!(refused.status(), status, "{body}: {}", text(&refused));
+            assert!(
+                text(&refused).starts_with(message),
+                "{body}: {}",
+                text(&refused)
+            );
+        }
+
+        let todo = client.get("/api/todos/1").await;
+        assert_eq!(
+            json(&todo),
+            json!({"id": 1, "title": "Todo 1", "done": false})
+        );
+        let missing = client.get("/api/todos/9").await;
+        assert_eq!(
+            (missing.status().as_u16(), text(&missing)),
+            (404, "no todo 9")
+        );
+        let bad = client.get("/api/todos/abc").await;
+        assert_eq!(bad.status(), 400);
+        assert!(
+            text(&bad).starts_with("invalid `id` in the path"),
+            "{}",
+            text(&bad)
+        );
+        let put = client
+            .send(
+                client
+                    .request("PUT", "/api/todos/2")
+                    .body(crate::harness::full(r#"{"title":"Done","done":true}"#))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(json(&put), json!({"id": 2, "title": "Done", "done": true}));
+        // A fresh instance per request: the PUT changed nothing that lasts.
+        assert_eq!(json(&client.get("/api/todos/2").await)["title"], "Todo 2");
+        assert_eq!(client.call("DELETE", "/api/todos/1").await.status(), 204);
+        assert_eq!(client.call("DELETE", "/api/todos/7").await.status(), 404);
+        let patch = client.call("PATCH", "/api/todos/1").await;
+        assert_eq!(patch.status(), 405);
+        assert_eq!(patch.headers()["allow"], "DELETE, GET, HEAD, OPTIONS, PUT");
+        let options = client.call("OPTIONS", "/api/todos/1").await;
+        assert_eq!(options.status(), 204);
+        assert_eq!(
+            options.headers()["allow"],
+            "DELETE, GET, HEAD, OPTIONS, PUT"
+        );
+    }
+}
+
+#[tokio::test]
+async fn catch_all_echo_and_index_answer_as_the_readme_says() {
+    let (server, _routes, _, _) = start().await;
+    for client in server.clients() {
+        let post = client.get("/blog/2026/hello%2Fworld").await;
+        assert_eq!(
+            json(&post),
+            json!({"slug": "2026/hello/world", "segments": ["2026", "hello/world"]})
         );
 
-        let echo = client.post("/api/echo", "ping pong").await;
+        let echo = client
+            .send(
+                client
+                    .request("POST", "/api/echo")
+                    .header("content-type", "text/x-ping")
+                    .body(crate::harness::full("ping pong"))
+                    .unwrap(),
+            )
+            .await;
         assert_eq!((echo.status().as_u16(), text(&echo)), (200, "ping pong"));
+        assert_eq!(echo.headers()["content-type"], "text/x-ping");
         assert_eq!(client.get("/api/echo").await.status(), 405);
 
-        let user = client.get("/api/users/ada%20l").await;
-        assert_eq!(json(&user), serde_json::json!({"id": "ada l"}));
-
-        let post = client.get("/blog/2026/hello-world").await;
-        assert_eq!(json(&post), serde_json::json!({"slug": "2026/hello-world"}));
-
         let index = client.get("/").await;
-        assert_eq!(index.status(), 200);
-        assert!(text(&index).contains("/api/hello"), "{}", text(&index));
+        assert_eq!(index.headers()["content-type"], "text/html; charset=utf-8");
+        assert!(text(&index).contains("/api/todos/1"), "{}", text(&index));
     }
+}
+
+#[tokio::test]
+async fn a_third_party_api_is_called_and_its_json_reshaped() {
+    let (server, _routes, users, _) = start().await;
+    let client = server.http1();
+    let user = client.get("/api/users/1").await;
+    assert_eq!(user.status(), 200, "{}", text(&user));
+    assert_eq!(
+        json(&user),
+        json!({"id": 1, "name": "Leanne Graham", "email": "Sincere@april.biz", "city": "Gwenborough"})
+    );
+    let missing = client.get("/api/users/2").await;
+    assert_eq!(
+        (missing.status().as_u16(), text(&missing)),
+        (404, "no such user")
+    );
+    let targets: Vec<String> = users.seen().into_iter().map(|seen| seen.target).collect();
+    assert_eq!(targets, ["GET /users/1", "GET /users/2"]);
+}
+
+#[tokio::test]
+async fn a_secret_from_env_reaches_the_upstream_and_nothing_else() {
+    let (server, _routes, _, weather) = start().await;
+    let client = server.http1();
+    let forecast = client.get("/api/weather?city=Oslo%20S").await;
+    assert_eq!(forecast.status(), 200, "{}", text(&forecast));
+    assert_eq!(
+        json(&forecast),
+        json!({"city": "Oslo S", "temperature_c": 4.5, "summary": "sleet"})
+    );
+    let revoked = client.get("/api/weather?city=Nowhere").await;
+    assert_eq!(revoked.status(), 502);
+    let no_city = client.get("/api/weather").await;
+    assert_eq!(
+        (no_city.status().as_u16(), text(&no_city)),
+        (400, "add ?city=…")
+    );
+
+    let seen = weather.seen();
+    assert_eq!(seen[0].target, "GET /current?q=Oslo+S");
+    for request in &seen {
+        assert_eq!(request.headers["authorization"], format!("Bearer {SECRET}"));
+    }
+    for answer in [&forecast, &revoked, &no_city] {
+        assert!(!text(answer).contains(SECRET), "{}", text(answer));
+        assert!(
+            answer
+                .headers()
+                .values()
+                .all(|v| !v.to_str().unwrap_or("").contains(SECRET))
+        );
+    }
+    let log = server.log.wait_for("weather API answered 401").await;
+    assert!(!log.contains(SECRET), "the secret reached the log:\n{log}");
+}
+
+#[tokio::test]
+async fn a_streamed_response_arrives_while_it_is_written() {
+    let (server, _routes, _, _) = start().await;
+    for client in server.clients() {
+        let response = client
+            .send_streaming(client.get_request("/api/stream"))
+            .await;
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
+        let mut body = response.into_body();
+        let (mut text, mut first, mut last) = (String::new(), None, Instant::now());
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("a body frame").into_data() {
+                text.push_str(std::str::from_utf8(&data).expect("UTF-8"));
+                first.get_or_insert_with(Instant::now);
+                last = Instant::now();
+            }
+        }
+        assert_eq!(
+            text, "line 1\nline 2\nline 3\nline 4\nline 5\n",
+            "{}",
+            client.version
+        );
+        // Written 100 ms apart: a buffered body would arrive all at once.
+        let spread = last - first.expect("some data");
+        assert!(
+            spread >= Duration::from_millis(300),
+            "{}: {spread:?}",
+            client.version
+        );
+    }
+}
+
+/// The sidecars committed in `routes/` (what `cargo xtask serve` serves)
+/// load with the examples, given the weather key.
+#[tokio::test]
+async fn the_committed_sidecars_load() {
+    let repo_routes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../routes");
+    let mut routes = example_routes();
+    for sidecar in ["api/users/[id].toml", "api/weather.toml"] {
+        let bytes = std::fs::read(repo_routes.join(sidecar)).expect("a committed sidecar");
+        routes = routes.with_bytes(sidecar, &bytes);
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = crate::harness::run_wedge_with_env(
+        &[
+            "routes".as_ref(),
+            routes.path().as_os_str(),
+            "--cache-dir".as_ref(),
+            cache.path().as_os_str(),
+        ],
+        &[("WEATHER_API_KEY", Some(SECRET))],
+    )
+    .await;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("/api/weather"), "{stdout}");
+    let (code, _, stderr) = crate::harness::run_wedge_with_env(
+        &[
+            "routes".as_ref(),
+            routes.path().as_os_str(),
+            "--cache-dir".as_ref(),
+            cache.path().as_os_str(),
+        ],
+        &[("WEATHER_API_KEY", None)],
+    )
+    .await;
+    assert_eq!(
+        code, 1,
+        "without WEATHER_API_KEY the weather route cannot load"
+    );
+    assert!(stderr.contains("WEATHER_API_KEY"), "{stderr}");
 }

@@ -313,12 +313,25 @@ impl Http {
 
     /// `POST path` with `body`.
     pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> Answer {
-        let body = Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed();
-        self.send(self.request("POST", path).body(body).expect("request"))
-            .await
+        self.send(
+            self.request("POST", path)
+                .body(full(body))
+                .expect("request"),
+        )
+        .await
     }
+
+    /// A `GET path` request with no body, to send as the caller likes.
+    pub fn get_request(&self, path: &str) -> Request<Body> {
+        self.request("GET", path).body(empty()).expect("request")
+    }
+}
+
+/// A request body of `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty request body.
@@ -339,19 +352,97 @@ pub fn json(answer: &Answer) -> serde_json::Value {
 
 /// Runs `wedge ARGS`, returning (exit code, stdout, stderr).
 pub async fn run_wedge(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let output = tokio::time::timeout(
-        START_TIMEOUT,
-        Command::new(WEDGE)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output(),
-    )
-    .await
-    .expect("wedge finished in time")
-    .expect("run wedge");
+    run_wedge_with_env(args, &[]).await
+}
+
+/// Like [`run_wedge`], with each `(name, Some(value))` set in its
+/// environment and each `(name, None)` removed from it.
+pub async fn run_wedge_with_env(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, Option<&str>)],
+) -> (i32, String, String) {
+    let mut command = Command::new(WEDGE);
+    command.args(args).env("RUST_LOG", "warn");
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let output = tokio::time::timeout(START_TIMEOUT, command.output())
+        .await
+        .expect("wedge finished in time")
+        .expect("run wedge");
     (
         output.status.code().expect("exited, not killed"),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// What an [`Upstream`] saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// `METHOD path?query`.
+    pub target: String,
+    /// The request's headers.
+    pub headers: http::HeaderMap,
+}
+
+/// A loopback HTTP/1.1 server standing in for a third-party API: answers
+/// each request with `answer(method, path_and_query)` = (status, body) and
+/// records what it saw.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    /// Starts an upstream; it runs until the test's runtime ends.
+    pub async fn start(answer: fn(&str, &str) -> (u16, String)) -> Upstream {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the upstream");
+        let addr = listener.local_addr().expect("the upstream's address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = record.clone();
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                        record.lock().expect("upstream lock").push(Seen {
+                            target: format!("{} {target}", request.method()),
+                            headers: request.headers().clone(),
+                        });
+                        let (status, body) = answer(request.method().as_str(), target);
+                        let _ = request.into_body().collect().await;
+                        Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    /// `http://127.0.0.1:PORT`, as `allowed_outbound_hosts` takes it.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The requests it has answered so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("upstream lock").clone()
+    }
 }

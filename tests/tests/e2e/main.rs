@@ -10,5 +10,6 @@ mod limits;
 mod outbound;
 mod reload;
 mod routing;
+mod sdk;
 mod server;
 mod streaming;

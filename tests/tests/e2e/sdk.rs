@@ -1,0 +1,158 @@
+//! wedge-sdk inside the real host, through the `sdk_probe` fixture: handler
+//! errors, query parsing, outbound `fetch` (hundreds in a row, and denied),
+//! streaming request and response bodies.
+
+use futures::StreamExt as _;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use crate::harness::{Routes, Server, Upstream, json, text};
+
+/// `probe/[...case]` with a sidecar allowing `allowed`.
+async fn probe(allowed: &str) -> (Server, Routes) {
+    let sidecar = format!("allowed_outbound_hosts = [\"{allowed}\"]\n");
+    let routes = Routes::new()
+        .with("probe/[...case].wasm", "sdk_probe")
+        .with_bytes("probe/[...case].toml", sidecar.as_bytes());
+    (Server::start(routes.path()).await, routes)
+}
+
+async fn hello_upstream() -> Upstream {
+    Upstream::start(|method, _| (200, format!("{{\"method\":\"{method}\"}}"))).await
+}
+
+#[tokio::test]
+async fn a_handler_error_is_a_500_whose_cause_is_logged() {
+    let (server, _routes) = probe("http://127.0.0.1:1").await;
+    for client in server.clients() {
+        let answer = client.get("/probe/error").await;
+        assert_eq!(
+            (answer.status().as_u16(), text(&answer)),
+            (500, "internal server error")
+        );
+    }
+    let log = server.log.wait_for("disk on fire").await;
+    let line = log.lines().find(|l| l.contains("disk on fire")).unwrap();
+    assert!(
+        line.contains("/probe/[...case]"),
+        "not tagged with the route: {line}"
+    );
+}
+
+#[tokio::test]
+async fn the_query_string_is_parsed_or_refused_with_why() {
+    let (server, _routes) = probe("http://127.0.0.1:1").await;
+    let client = server.http1();
+    assert_eq!(
+        text(&client.get("/probe/query?limit=7&other=x").await),
+        "limit 7"
+    );
+    let cases = [
+        (
+            "/probe/query?limit=300",
+            "invalid query string: number too large",
+        ),
+        (
+            "/probe/query?limit=x",
+            "invalid query string: invalid digit",
+        ),
+        (
+            "/probe/query",
+            "invalid query string: missing field `limit`",
+        ),
+    ];
+    for (path, message) in cases {
+        let refused = client.get(path).await;
+        assert_eq!(refused.status(), 400, "{path}");
+        assert!(
+            text(&refused).starts_with(message),
+            "{path}: {}",
+            text(&refused)
+        );
+    }
+}
+
+/// wstd sends an empty body as a zero-length write, which fails once the
+/// host has closed the request body; the SDK sends none. Hundreds of calls
+/// in a row, bodiless and with a body, must all succeed.
+#[tokio::test]
+async fn hundreds_of_fetches_in_a_row_all_succeed() {
+    let upstream = hello_upstream().await;
+    let (server, _routes) = probe(&upstream.origin()).await;
+    let client = server.http1();
+    let url = format!("{}/hello", upstream.origin());
+    let gets = json(
+        &client
+            .get(&format!("/probe/fetch?times=300&url={url}"))
+            .await,
+    );
+    assert_eq!(
+        gets,
+        serde_json::json!({"ok": 300, "statuses": [200], "errors": []})
+    );
+    let posts = json(
+        &client
+            .get(&format!("/probe/fetch?times=100&body=hi&url={url}"))
+            .await,
+    );
+    assert_eq!(
+        posts,
+        serde_json::json!({"ok": 100, "statuses": [200], "errors": []})
+    );
+    let methods = upstream
+        .seen()
+        .iter()
+        .filter(|seen| seen.target.starts_with("POST"))
+        .count();
+    assert_eq!((upstream.seen().len(), methods), (400, 100));
+}
+
+#[tokio::test]
+async fn a_denied_fetch_says_which_entry_to_add() {
+    let upstream = hello_upstream().await;
+    let (server, _routes) = probe("http://127.0.0.1:1").await;
+    let client = server.http1();
+    let origin = upstream.origin();
+    let expected = format!(
+        "outbound request to {origin} denied by the host: add \"{origin}\" to \
+         allowed_outbound_hosts in this route's sidecar .toml"
+    );
+    for body in ["", "&body=hello"] {
+        let path = format!("/probe/fetch?times=3{body}&url={origin}/x");
+        let seen = json(&client.get(&path).await);
+        assert_eq!(
+            seen,
+            serde_json::json!({"ok": 0, "statuses": [], "errors": [expected]}),
+            "{path}"
+        );
+    }
+    assert!(
+        upstream.seen().is_empty(),
+        "a denied request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream() {
+    let (server, _routes) = probe("http://127.0.0.1:1").await;
+    for client in server.clients() {
+        const CHUNK: usize = 64 * 1024;
+        let chunks = futures::stream::iter(0..16)
+            .map(|_| Ok::<_, std::io::Error>(Frame::data(bytes::Bytes::from(vec![7u8; CHUNK]))));
+        let request = client
+            .request("POST", "/probe/upload")
+            .body(BodyExt::boxed(StreamBody::new(chunks)))
+            .unwrap();
+        let answer = client.send(request).await;
+        assert_eq!(answer.status(), 200);
+        let lines: Vec<&str> = text(&answer).lines().collect();
+        assert_eq!(
+            lines.last(),
+            Some(&"total: 1048576 bytes"),
+            "{}",
+            client.version
+        );
+        // The guest saw the upload in pieces, not as one buffered body.
+        assert!(lines.len() > 2, "{}: {lines:?}", client.version);
+    }
+}
