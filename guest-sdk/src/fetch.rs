@@ -38,15 +38,23 @@ use crate::response::Response;
 /// then reports instead of the real reason.
 pub async fn fetch<B: Into<Body>>(request: http::Request<B>) -> Result<Response, FetchError> {
     let (parts, body) = request.into_parts();
-    let mut body = body.into();
-    if body.content_length() == Some(0) {
-        body = Body::from_http_body(Empty::<Bytes>::new());
-    }
     let origin = Origin::of(&parts.uri);
     Client::new()
-        .send(http::Request::from_parts(parts, body))
+        .send(http::Request::from_parts(parts, unwritten_if_empty(body.into())))
         .await
         .map_err(|cause| FetchError { origin, cause })
+}
+
+/// `body`, or for an empty one a body wstd sends without any write: it
+/// writes an in-memory body (`Body::empty()` included) with `write_all`,
+/// which makes a zero-length write; a boxed body with no frames is only
+/// finished.
+fn unwritten_if_empty(body: Body) -> Body {
+    if body.content_length() == Some(0) {
+        Body::from_http_body(Empty::<Bytes>::new())
+    } else {
+        body
+    }
 }
 
 /// Why a [`fetch`] got no response.
@@ -162,6 +170,18 @@ impl fmt::Display for Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_body_is_sent_from_a_frameless_body() {
+        // wstd's `Body` tells its in-memory variant (sent with a write) from
+        // a boxed one (sent frame by frame) only in its Debug output.
+        for empty in [Body::empty(), Body::from(""), Body::from(Vec::new())] {
+            let sent = format!("{:?}", unwritten_if_empty(empty));
+            assert!(sent.starts_with("Body(Boxed("), "{sent}");
+        }
+        let full = format!("{:?}", unwritten_if_empty(Body::from("data")));
+        assert!(full.starts_with("Body(Complete"), "{full}");
+    }
 
     fn error(uri: &str, cause: impl Into<wstd::http::Error>) -> FetchError {
         FetchError {

@@ -19,7 +19,17 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut function = parse_macro_input!(item as ItemFn);
     match expand(&mut function) {
         Ok(tokens) => tokens.into(),
-        Err(error) => error.to_compile_error().into(),
+        // The function and a `main` stay, so that the error above is the
+        // only one: no "unused import" or "`main` not found" after it.
+        Err(error) => {
+            let error = error.to_compile_error();
+            let main = (function.sig.ident != "main").then(|| {
+                quote!(
+                    fn main() {}
+                )
+            });
+            quote!(#error #function #main).into()
+        }
     }
 }
 

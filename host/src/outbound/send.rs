@@ -47,8 +47,14 @@ type Driver = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Connection>
 ///
 /// Returns the response and the connection driver, which must be polled
 /// (spawned) for the body to arrive, as with `default_send_request`.
+///
+/// A request that fails before it is sent (denied, not resolved, refused,
+/// timed out connecting) still has its body read, and dropped, until the
+/// guest finishes it or the route's deadline: a guest writing into a body
+/// the host had closed would get "connection reset" from its write, and
+/// wstd's client reports that instead of the real error code.
 pub async fn send_request(
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     allow: &AllowList,
     route: &str,
@@ -62,23 +68,46 @@ pub async fn send_request(
 > {
     let deadline = deadline_after(Instant::now(), timeout);
     let options = options.unwrap_or_default();
-    let (target, entry) = allowed_target(request.uri(), allow, route)?;
+    let (mut parts, body) = request.into_parts();
+    let (sender, driver) = match open(&mut parts, &options, allow, route, deadline).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            discard(body, deadline);
+            return Err(error);
+        }
+    };
+    let request = http::Request::from_parts(parts, body);
+    exchange(sender, driver, request, &options, deadline).await
+}
 
+/// Checks the target, connects to it, and rewrites the URI for the wire.
+async fn open(
+    parts: &mut http::request::Parts,
+    options: &RequestOptions,
+    allow: &AllowList,
+    route: &str,
+    deadline: Instant,
+) -> Result<(Sender, Driver), Error> {
+    let (target, entry) = allowed_target(&parts.uri, allow, route)?;
     let connect_deadline = phase_deadline(deadline, options.connect_timeout);
-    let (sender, driver) =
-        tokio::time::timeout_at(connect_deadline, connect(&target, entry, route))
-            .await
-            .map_err(|_| Error::ConnectionTimeout)??;
-
+    let connection = tokio::time::timeout_at(connect_deadline, connect(&target, entry, route))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)??;
     // The request holds the scheme and authority, but on the wire they belong
     // only in requests to a proxy; hyper does not strip them for us.
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = http::Uri::builder()
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = http::Uri::builder()
         .path_and_query(path)
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
+    Ok(connection)
+}
 
-    exchange(sender, driver, request, &options, deadline).await
+/// Reads `body` to its end (or `deadline`) and drops what it reads.
+fn discard(mut body: WasiBody, deadline: Instant) {
+    tokio::spawn(tokio::time::timeout_at(deadline, async move {
+        while let Some(Ok(_)) = body.frame().await {}
+    }));
 }
 
 /// The request's target and the entry allowing it; a denial is logged.

@@ -92,7 +92,7 @@ async fn hundreds_of_fetches_in_a_row_all_succeed() {
     );
     let posts = json(
         &client
-            .get(&format!("/probe/fetch?times=100&body=hi&url={url}"))
+            .get(&format!("/probe/fetch?times=100&bytes=2&url={url}"))
             .await,
     );
     assert_eq!(
@@ -117,7 +117,9 @@ async fn a_denied_fetch_says_which_entry_to_add() {
         "outbound request to {origin} denied by the host: add \"{origin}\" to \
          allowed_outbound_hosts in this route's sidecar .toml"
     );
-    for body in ["", "&body=hello"] {
+    // A body larger than the host's buffer: without the host reading it
+    // after the denial, the guest's write would fail first.
+    for body in ["", "&bytes=5", "&bytes=1048576"] {
         let path = format!("/probe/fetch?times=3{body}&url={origin}/x");
         let seen = json(&client.get(&path).await);
         assert_eq!(
@@ -154,5 +156,29 @@ async fn a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream() {
         );
         // The guest saw the upload in pieces, not as one buffered body.
         assert!(lines.len() > 2, "{}: {lines:?}", client.version);
+    }
+}
+
+/// A request that fails before it is sent reports its own error code, even
+/// when the guest is still writing its body.
+#[tokio::test]
+async fn a_refused_fetch_with_a_body_reports_the_refusal() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (server, _routes) = probe(&origin).await;
+    let client = server.http1();
+    let expected = format!("outbound request to {origin} failed: ErrorCode::ConnectionRefused");
+    for body in ["", "&bytes=5", "&bytes=1048576"] {
+        let seen = json(
+            &client
+                .get(&format!("/probe/fetch?times=20{body}&url={origin}/"))
+                .await,
+        );
+        assert_eq!(
+            seen,
+            serde_json::json!({"ok": 0, "statuses": [], "errors": [expected]}),
+            "{body}"
+        );
     }
 }

@@ -1,0 +1,4 @@
+#[wedge_sdk::handler]
+fn routes() -> u32 {
+    42
+}

@@ -1,0 +1,4 @@
+#[wedge_sdk::handler]
+async fn handler(request: String) -> String {
+    request
+}
