@@ -40,7 +40,10 @@ pub async fn fetch<B: Into<Body>>(request: http::Request<B>) -> Result<Response,
     let (parts, body) = request.into_parts();
     let origin = Origin::of(&parts.uri);
     Client::new()
-        .send(http::Request::from_parts(parts, unwritten_if_empty(body.into())))
+        .send(http::Request::from_parts(
+            parts,
+            unwritten_if_empty(body.into()),
+        ))
         .await
         .map_err(|cause| FetchError { origin, cause })
 }
