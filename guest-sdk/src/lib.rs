@@ -166,17 +166,59 @@ pub use wedge_sdk_macros::handler;
 
 /// The request type handlers take: the `http` crate's, with a wstd
 /// [`Body`] that streams.
+///
+/// ```
+/// use wedge_sdk::{Body, Request, http};
+///
+/// async fn describe(request: Request) -> String {
+///     format!("{} {}", request.method(), request.uri())
+/// }
+///
+/// // Built by hand, as in a unit test of a handler:
+/// let request: Request = http::Request::get("/api/todos").body(Body::empty()).unwrap();
+/// ```
 pub type Request = http::Request<Body>;
 
 /// The header in which Wedge names the route pattern that matched, such as
-/// `/api/users/[id]`.
+/// `/api/users/[id]`; [`RequestExt::route`] reads it.
+///
+/// ```
+/// use wedge_sdk::{Body, ROUTE_HEADER, Request, RequestExt as _, http};
+///
+/// let request: Request = http::Request::get("/api/users/42")
+///     .header(ROUTE_HEADER, "/api/users/[id]")
+///     .body(Body::empty())
+///     .unwrap();
+/// assert_eq!(request.route(), Some("/api/users/[id]"));
+/// ```
 pub const ROUTE_HEADER: &str = "wedge-route";
 
 /// The header in which Wedge passes the route's params, in pattern order, as
-/// `application/x-www-form-urlencoded`.
+/// `application/x-www-form-urlencoded`; [`RequestExt::param`] reads it.
+///
+/// ```
+/// use wedge_sdk::{Body, PARAMS_HEADER, Request, RequestExt as _, http};
+///
+/// let request: Request = http::Request::get("/api/users/42")
+///     .header(PARAMS_HEADER, "id=42")
+///     .body(Body::empty())
+///     .unwrap();
+/// assert_eq!(request.param::<u32>("id").unwrap(), 42);
+/// ```
 pub const PARAMS_HEADER: &str = "wedge-params";
 
-/// The header in which Wedge passes the client's socket address.
+/// The header in which Wedge passes the client's socket address;
+/// [`RequestExt::client_addr`] reads it.
+///
+/// ```
+/// use wedge_sdk::{Body, CLIENT_ADDR_HEADER, Request, RequestExt as _, http};
+///
+/// let request: Request = http::Request::get("/")
+///     .header(CLIENT_ADDR_HEADER, "127.0.0.1:53412")
+///     .body(Body::empty())
+///     .unwrap();
+/// assert_eq!(request.client_addr(), Some("127.0.0.1:53412"));
+/// ```
 pub const CLIENT_ADDR_HEADER: &str = "wedge-client-addr";
 
 /// What Wedge tells a handler about the request, and the request's query and

@@ -6,7 +6,15 @@ use http::{HeaderValue, StatusCode};
 use wstd::http::Body;
 
 /// The response type handlers build: the `http` crate's, with a wstd
-/// [`Body`].
+/// [`Body`]. (Its builder is the `http` crate's: `http::Response::builder()`.)
+///
+/// ```
+/// use wedge_sdk::{Error, Response, http};
+///
+/// async fn teapot() -> Result<Response, Error> {
+///     Ok(http::Response::builder().status(418).header("x-brew", "earl grey").body("I'm a teapot".into())?)
+/// }
+/// ```
 pub type Response = http::Response<Body>;
 
 /// A value a handler can answer with.
@@ -36,6 +44,14 @@ pub type Response = http::Response<Body>;
 )]
 pub trait IntoResponse {
     /// Builds the response.
+    ///
+    /// ```
+    /// use wedge_sdk::{IntoResponse, Json, StatusCode};
+    ///
+    /// let response = Json(vec![1, 2, 3]).into_response();
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// assert_eq!(StatusCode::GONE.into_response().status(), StatusCode::GONE);
+    /// ```
     fn into_response(self) -> Response;
 }
 

@@ -32,7 +32,20 @@ type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
     note = "a handler is an `async fn(request: Request) -> impl IntoResponse`, or a `Router`"
 )]
 pub trait Handler: 'static {
-    /// Answers `request`.
+    /// Answers `request`. Handlers are tested like any async function:
+    ///
+    /// ```
+    /// use wedge_sdk::{Body, Handler, Request, Router, StatusCode, http};
+    ///
+    /// async fn list(_request: Request) -> &'static str {
+    ///     "[]"
+    /// }
+    ///
+    /// let router = Router::new().get(list);
+    /// let request = http::Request::delete("/api/todos").body(Body::empty()).unwrap();
+    /// let response = wedge_sdk::wstd::runtime::block_on(router.call(request));
+    /// assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    /// ```
     fn call(&self, request: Request) -> ResponseFuture;
 }
 

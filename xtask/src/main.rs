@@ -234,7 +234,8 @@ fn test() -> anyhow::Result<()> {
         clippy.args(["--workspace", "--all-targets", "--", "-D", "warnings"]);
         run(clippy)?;
     }
-    // The SDK's unit tests and doc examples need no WASI: they run natively.
+    // The SDK's unit, doc and compile-error tests need no WASI: they run
+    // natively. Its docs are the SDK's manual, so broken links fail too.
     let mut sdk = cargo();
     sdk.args([
         "test",
@@ -244,6 +245,18 @@ fn test() -> anyhow::Result<()> {
     ])
     .arg(guest_dir.join("native"));
     run(sdk)?;
+    let mut sdk_docs = cargo();
+    sdk_docs
+        .args([
+            "doc",
+            "--no-deps",
+            "--manifest-path",
+            "guest-sdk/Cargo.toml",
+            "--target-dir",
+        ])
+        .arg(guest_dir.join("native"))
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(sdk_docs)?;
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run(tests)
