@@ -1,4 +1,4 @@
-//! The `wedge` command line: `serve` and `routes`.
+//! The `wedge` command line: `serve`, `dev` and `routes`.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
+use crate::dev::Builds;
 use crate::engine::{DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine};
 use crate::loader::{LoadedRoutes, Loader, SettingsSource};
 use crate::reload::{Reloader, log_changes};
@@ -31,6 +32,8 @@ pub struct Cli {
 enum Command {
     /// Serve the routes folder over HTTP/1.1 and HTTP/2.
     Serve(ServeArgs),
+    /// `serve --dev`, and rebuild each route from source with its sidecar's [build].
+    Dev(ServeArgs),
     /// Print the route table and compile every route; exits non-zero if any fails.
     Routes(RoutesArgs),
 }
@@ -46,7 +49,8 @@ struct ServeArgs {
     /// Do not watch the routes folder: serve what was there at start-up.
     #[arg(long)]
     no_watch: bool,
-    /// Error responses carry the trap or load error in full (never without this flag).
+    /// Error responses carry the trap or load error in full (never without
+    /// this flag; always with `wedge dev`).
     #[arg(long)]
     dev: bool,
     /// How long in-flight requests may finish after SIGINT/SIGTERM.
@@ -157,7 +161,8 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, Mode::Serve),
+        Command::Dev(args) => serve(args, Mode::Dev),
         Command::Routes(args) => routes(args),
     };
     match result {
@@ -197,7 +202,16 @@ fn new_loader(args: &LoadArgs) -> anyhow::Result<(wasmtime::Engine, Loader)> {
     Ok((engine.clone(), Loader::new(engine, linker, cache, settings)))
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Whether `serve` also builds routes from source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `wedge serve`: `[build]` is never read.
+    Serve,
+    /// `wedge dev`: dev error pages, and every route's `[build]`.
+    Dev,
+}
+
+fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     check_routes_dir(&args.routes_dir)?;
     runtime.block_on(async {
@@ -235,16 +249,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
             shutdown_grace: args.shutdown_grace,
             max_instances: args.load.max_instances,
-            dev: args.dev,
+            dev: args.dev || mode == Mode::Dev,
         };
-        let state = Arc::new(ServerState::new(loaded.table, options));
+        let mut state = ServerState::new(loaded.table, options);
+        let builds = (mode == Mode::Dev).then(|| discover_builds(&args.routes_dir));
+        if let Some(builds) = &builds {
+            state = state.with_builds(builds.clone());
+        }
+        let state = Arc::new(state);
+        let also = [&args.load.config, &args.load.env_file];
+        let also = also.into_iter().flatten().cloned().collect();
+        let reloader = Arc::new(Reloader::new(
+            loader,
+            args.routes_dir.clone(),
+            also,
+            state.clone(),
+        ));
         let _watch = if args.no_watch {
             None
         } else {
-            let also = [&args.load.config, &args.load.env_file];
-            let also = also.into_iter().flatten().cloned().collect();
-            let reloader = Reloader::new(loader, args.routes_dir.clone(), also, state.clone());
-            let watch = reloader.watch().with_context(|| {
+            let watch = reloader.clone().watch().with_context(|| {
                 format!(
                     "cannot watch {} for changes; pass --no-watch to serve without hot reload",
                     args.routes_dir.display()
@@ -252,9 +276,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             })?;
             Some(watch)
         };
+        let _builds = match builds {
+            Some(builds) => Some(builds.start(reloader, !args.no_watch).context(
+                "cannot watch the build sources; pass --no-watch to build once at start",
+            )?),
+            None => None,
+        };
         server::run(listener, state, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Every route's `[build]` under `dir`; what is wrong with any is logged.
+fn discover_builds(dir: &Path) -> Arc<Builds> {
+    let (builds, errors) = Builds::discover(dir);
+    for error in &errors {
+        tracing::error!("{error}; that route is not built");
+    }
+    tracing::info!("wedge dev: {} route(s) build from source", builds.len());
+    Arc::new(builds)
 }
 
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,8 @@
 //! Data flows one way: [`cli`] → [`loader`] (find, compile through the
 //! [`cache`], link) → [`routing`] (the route table) → [`server`] (hyper) →
 //! [`sandbox`] (store, WASI, wasi:http) → guest. The [`reload`] watcher
-//! only ever builds a new table and swaps it in.
+//! only ever builds a new table and swaps it in; in `wedge dev`, [`dev`]
+//! rebuilds routes from source and lets the watcher pick them up.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -37,6 +38,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod dev;
 pub mod engine;
 mod guest_log;
 pub mod loader;

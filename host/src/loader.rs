@@ -546,7 +546,7 @@ fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 /// symlinks through `..data`), skipping private folders, sorted by path; and
 /// every entry that could not be read (a dangling symlink, a loop), which
 /// costs that entry only.
-fn route_files(dir: &Path) -> (Vec<PathBuf>, Vec<LoadError>) {
+pub(crate) fn route_files(dir: &Path) -> (Vec<PathBuf>, Vec<LoadError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     let walk = walkdir::WalkDir::new(dir)

@@ -35,6 +35,8 @@ pub struct Reloader {
     /// Files outside the folder whose changes reload too (config, env file).
     also: Vec<PathBuf>,
     state: Arc<ServerState>,
+    /// One reload at a time: two at once could swap in the older scan last.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
@@ -51,11 +53,13 @@ impl Reloader {
             dir,
             also,
             state,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Rescans the folder and swaps in the new table, logging what changed.
     pub async fn reload(&self) {
+        let _one_at_a_time = self.reloading.lock().await;
         tracing::debug!(dir = %self.dir.display(), "rescanning");
         let previous = self.state.routes();
         let loader = self.loader.clone();
@@ -79,7 +83,7 @@ impl Reloader {
     }
 
     /// Starts watching the folder; reloads until the returned watch is dropped.
-    pub fn watch(self) -> notify_debouncer_full::notify::Result<RouteWatch> {
+    pub fn watch(self: Arc<Self>) -> notify_debouncer_full::notify::Result<RouteWatch> {
         let pending = Arc::new(Notify::new());
         let mut debouncer = new_debouncer(DEBOUNCE, None, {
             let pending = pending.clone();
@@ -127,7 +131,7 @@ impl Reloader {
 
 /// Whether an event only says a file was read: opened, or closed after
 /// reading. Rescans read every file; those events must not trigger another.
-fn is_a_read(kind: &EventKind) -> bool {
+pub(crate) fn is_a_read(kind: &EventKind) -> bool {
     matches!(
         kind,
         EventKind::Access(

@@ -104,6 +104,11 @@ impl SettingsLayer {
     pub fn parse_sidecar(file: &Path, text: &str) -> Result<SettingsLayer, SettingsError> {
         layer::parse_sidecar(file, text)
     }
+
+    /// The `[build]` table, which only `wedge dev` reads.
+    pub fn build(&self) -> Option<&BuildSettings> {
+        self.build.as_ref()
+    }
 }
 
 /// The server config file (`--config wedge.toml`): for now only a

@@ -14,8 +14,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ServerState;
 use super::methods::{MethodDecision, decide};
+use super::page::dev_page;
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use super::request_id::X_REQUEST_ID;
+use crate::dev::BuildFailure;
 use crate::loader::LoadError;
 use crate::sandbox::{self, GuestError};
 
@@ -49,6 +51,15 @@ pub enum DispatchError {
         route: Arc<str>,
         /// Why.
         error: Arc<LoadError>,
+    },
+    /// `wedge dev` only: the route's last build failed (its working
+    /// version, if any, is still on disk).
+    #[error("route {route} failed to build:\n{failure}")]
+    BuildFailed {
+        /// The route's pattern.
+        route: Arc<str>,
+        /// The build's error and output.
+        failure: Arc<BuildFailure>,
     },
     /// The guest trapped, or answered with no response.
     #[error("route {route}: {error}")]
@@ -85,6 +96,9 @@ impl DispatchError {
             DispatchError::RouteFailedToLoad { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "route failed to load\n")
             }
+            DispatchError::BuildFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "route failed to build\n")
+            }
             DispatchError::Guest {
                 error: GuestError::Trapped(_) | GuestError::ErrorCode(_) | GuestError::NoResponse,
                 ..
@@ -93,21 +107,30 @@ impl DispatchError {
     }
 
     /// The client's short answer; the detail goes to the log, and in dev
-    /// mode to the client too.
-    fn into_response(self, dev: bool) -> Response<HyperOutgoingBody> {
+    /// mode to the client too, as an HTML page if it asked for HTML.
+    fn into_response(self, dev: bool, wants_html: bool) -> Response<HyperOutgoingBody> {
         let (status, short) = self.status_and_body();
-        let body = match &self {
-            DispatchError::RouteFailedToLoad { .. } | DispatchError::Guest { .. } if dev => {
-                Bytes::from(format!("{short}\n{self}\n"))
+        let (content_type, body) = match &self {
+            DispatchError::RouteFailedToLoad { .. }
+            | DispatchError::BuildFailed { .. }
+            | DispatchError::Guest { .. }
+                if dev =>
+            {
+                dev_page(short.trim_end(), &self.to_string(), wants_html)
             }
-            _ => Bytes::from_static(short.as_bytes()),
+            _ => (
+                "text/plain; charset=utf-8",
+                Bytes::from_static(short.as_bytes()),
+            ),
         };
         match &self {
             DispatchError::MissingHost
             | DispatchError::NotFound
             | DispatchError::MethodNotAllowed(_)
             | DispatchError::BodyTooLarge { .. }
-            | DispatchError::Busy => {}
+            | DispatchError::Busy
+            // The build already logged its output, once.
+            | DispatchError::BuildFailed { .. } => {}
             DispatchError::Guest {
                 error: GuestError::BodyTooLarge(_),
                 ..
@@ -118,10 +141,7 @@ impl DispatchError {
         }
         let mut response = bytes_response(status, body);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         match self {
             DispatchError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, header_value(allow));
@@ -176,9 +196,10 @@ async fn answer(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let wants_html = accepts_html(request.headers());
     let (route, response) = match route(state, request, client).await {
         Ok(answer) => answer,
-        Err((route, error)) => (route, error.into_response(state.options.dev)),
+        Err((route, error)) => (route, error.into_response(state.options.dev, wants_html)),
     };
     let response = if method == Method::HEAD {
         without_body(response)
@@ -213,8 +234,27 @@ async fn route(
     if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
         return Err((None, DispatchError::MissingHost));
     }
+    // In `wedge dev`, a route being rebuilt answers once its build ends.
+    let build = match &state.builds {
+        Some(builds) => builds.settle(request.uri().path()).await,
+        None => None,
+    };
     let table = state.routes();
-    let Some(found) = table.lookup(request.uri().path()) else {
+    let found = table.lookup(request.uri().path());
+    // A failed build answers unless another, more specific route serves
+    // the path: the route it built, or none yet.
+    if let Some(build) = build
+        && found
+            .as_ref()
+            .is_none_or(|found| found.route.file == build.target)
+    {
+        let error = DispatchError::BuildFailed {
+            route: build.route.clone(),
+            failure: build.failure,
+        };
+        return Err((Some(build.route), error));
+    }
+    let Some(found) = found else {
         return Err((None, DispatchError::NotFound));
     };
     let loaded = &found.route.value;
@@ -280,6 +320,16 @@ fn without_body(response: Response<HyperOutgoingBody>) -> Response<HyperOutgoing
         .map_err(|never| match never {})
         .boxed_unsync();
     Response::from_parts(parts, empty)
+}
+
+/// Whether the client asked for HTML (a browser): its `Accept` lists
+/// `text/html`.
+fn accepts_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("text/html"))
 }
 
 /// The request's `content-length`, if it declares a valid one.

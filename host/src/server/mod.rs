@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod methods;
+mod page;
 mod request;
 mod request_id;
 
@@ -20,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::dev::Builds;
 use crate::loader::LoadedRoute;
 use crate::routing::RouteTable;
 
@@ -83,6 +85,8 @@ pub struct ServerState {
     instances: Arc<Semaphore>,
     options: ServerOptions,
     request_ids: RequestIds,
+    /// `wedge dev`'s builds, which requests wait for and report.
+    builds: Option<Arc<Builds>>,
 }
 
 impl ServerState {
@@ -93,7 +97,15 @@ impl ServerState {
             instances: Arc::new(Semaphore::new(options.max_instances as usize)),
             options,
             request_ids: RequestIds::new(),
+            builds: None,
         }
+    }
+
+    /// `wedge dev`: requests to a route wait while `builds` rebuilds it,
+    /// and get its build error while its last build failed.
+    pub fn with_builds(mut self, builds: Arc<Builds>) -> ServerState {
+        self.builds = Some(builds);
+        self
     }
 
     /// The table being served now; a request keeps the one it started with.

@@ -137,6 +137,28 @@ impl Server {
         args: &[&std::ffi::OsStr],
         env: &[(&str, &str)],
     ) -> Server {
+        let env: Vec<(&str, Option<&str>)> = env.iter().map(|&(k, v)| (k, Some(v))).collect();
+        Server::spawn("serve", routes, args, &env).await
+    }
+
+    /// `wedge dev ROUTES --listen 127.0.0.1:0 ARGS`, with each `(name,
+    /// Some(value))` of `env` set and each `(name, None)` removed.
+    pub async fn start_dev(
+        routes: &Path,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, Option<&str>)],
+    ) -> Server {
+        Server::spawn("dev", routes, args, env).await
+    }
+
+    /// `wedge SUBCOMMAND ROUTES --listen 127.0.0.1:0 ARGS` with a private
+    /// cache (unless `args` names one), waiting for its address.
+    async fn spawn(
+        subcommand: &str,
+        routes: &Path,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, Option<&str>)],
+    ) -> Server {
         let mut args: Vec<std::ffi::OsString> = args.iter().map(|a| a.to_os_string()).collect();
         let cache = if args.iter().any(|a| a == "--cache-dir") {
             None
@@ -146,19 +168,24 @@ impl Server {
             args.push(cache.path().into());
             Some(cache)
         };
-        let mut child = Command::new(WEDGE)
-            .arg("serve")
+        let mut command = Command::new(WEDGE);
+        command
+            .arg(subcommand)
             .arg(routes)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             // Debug lines show every compile or cache load, and every rescan.
             .env("RUST_LOG", "info,wedge::loader=debug,wedge::reload=debug")
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start wedge");
+            .kill_on_drop(true);
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command.spawn().expect("start wedge");
         let log = Output::default();
         log.collect(child.stderr.take().expect("piped stderr"));
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));

@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod dev;
 mod errors;
 mod examples;
 mod limits;
