@@ -251,7 +251,8 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             max_instances: args.load.max_instances,
             dev: args.dev || mode == Mode::Dev,
         };
-        let mut state = ServerState::new(loaded.table, options);
+        let LoadedRoutes { table, errors } = loaded;
+        let mut state = ServerState::new(table, options);
         let builds = (mode == Mode::Dev).then(|| discover_builds(&args.routes_dir));
         if let Some(builds) = &builds {
             state = state.with_builds(builds.clone());
@@ -259,12 +260,8 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         let state = Arc::new(state);
         let also = [&args.load.config, &args.load.env_file];
         let also = also.into_iter().flatten().cloned().collect();
-        let reloader = Arc::new(Reloader::new(
-            loader,
-            args.routes_dir.clone(),
-            also,
-            state.clone(),
-        ));
+        let reloader = Reloader::new(loader, args.routes_dir.clone(), also, state.clone());
+        let reloader = Arc::new(reloader.reported(&errors));
         let _watch = if args.no_watch {
             None
         } else {

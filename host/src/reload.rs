@@ -10,6 +10,7 @@
 //! load never replaces a working one; the table is swapped atomically, and a
 //! request keeps the table (and instance) it started with.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::Notify;
 
-use crate::loader::{LoadedRoute, Loader};
+use crate::loader::{LoadError, LoadedRoute, Loader};
 use crate::routing::RouteTable;
 use crate::server::ServerState;
 
@@ -35,8 +36,10 @@ pub struct Reloader {
     /// Files outside the folder whose changes reload too (config, env file).
     also: Vec<PathBuf>,
     state: Arc<ServerState>,
-    /// One reload at a time: two at once could swap in the older scan last.
-    reloading: tokio::sync::Mutex<()>,
+    /// One reload at a time (two at once could swap in the older scan
+    /// last), and the errors the last one reported, which are not logged
+    /// again while they stay the same.
+    reloading: tokio::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Reloader {
@@ -53,13 +56,23 @@ impl Reloader {
             dir,
             also,
             state,
-            reloading: tokio::sync::Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Counts `errors` (those of the load that made the table being served)
+    /// as reported: a reload logs an error only when it is new.
+    pub fn reported<'a>(self, errors: impl IntoIterator<Item = &'a Arc<LoadError>>) -> Reloader {
+        let errors = errors.into_iter().map(ToString::to_string).collect();
+        Reloader {
+            reloading: tokio::sync::Mutex::new(errors),
+            ..self
         }
     }
 
     /// Rescans the folder and swaps in the new table, logging what changed.
     pub async fn reload(&self) {
-        let _one_at_a_time = self.reloading.lock().await;
+        let mut reported = self.reloading.lock().await;
         tracing::debug!(dir = %self.dir.display(), "rescanning");
         let previous = self.state.routes();
         let loader = self.loader.clone();
@@ -73,9 +86,11 @@ impl Reloader {
                     return;
                 }
             };
-        for error in &loaded.errors {
+        let errors: BTreeSet<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        for error in errors.difference(&reported) {
             tracing::error!("{error}");
         }
+        *reported = errors;
         let changed = log_changes(&previous, &loaded.table);
         if changed {
             self.state.swap_routes(loaded.table);
@@ -153,11 +168,12 @@ impl Drop for RouteWatch {
 }
 
 /// Whether two loads of the same content are the same version: the same
-/// settings (by identity: unchanged settings are carried over) or the same failure.
+/// settings (by identity: unchanged settings are carried over) or the same
+/// failure (by its message: a sidecar that fails again fails anew).
 fn same_state(old: &LoadedRoute, new: &LoadedRoute) -> bool {
     match (&old.state, &new.state) {
         (Ok(old), Ok(new)) => Arc::ptr_eq(&old.settings, &new.settings),
-        (Err(old), Err(new)) => Arc::ptr_eq(old, new),
+        (Err(old), Err(new)) => Arc::ptr_eq(old, new) || old.to_string() == new.to_string(),
         _ => false,
     }
 }

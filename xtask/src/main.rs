@@ -29,11 +29,11 @@ struct Cli {
 enum Task {
     /// Install the wasm32-wasip2 target if it is missing.
     Setup,
-    /// Build the examples into routes/ at the route each declares.
-    BuildRoutes,
-    /// Build the examples and serve routes/ on 127.0.0.1:3000 (extra args go to `wedge serve`).
+    /// `wedge dev routes` on 127.0.0.1:3000: builds each example into routes/
+    /// by its sidecar's [build], and rebuilds it when its source changes
+    /// (extra args go to `wedge dev`).
     Serve {
-        /// Passed to `wedge serve` after `routes`, e.g. `--listen 0.0.0.0:8080`.
+        /// Passed to `wedge dev` after `routes`, e.g. `--listen 0.0.0.0:8080`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -58,10 +58,7 @@ enum BenchKind {
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Setup => setup(),
-        Task::BuildRoutes => setup().and_then(|()| build_routes()),
-        Task::Serve { args } => setup()
-            .and_then(|()| build_routes())
-            .and_then(|()| serve(&args)),
+        Task::Serve { args } => setup().and_then(|()| serve(&args)),
         Task::Test => setup().and_then(|()| test()),
         Task::Bench { which } => setup().and_then(|()| bench(which)),
     };
@@ -161,50 +158,10 @@ fn guest_cargo(subcommand: &str, manifest: &str, guest_dir: &Path) -> Command {
     command
 }
 
-fn build_routes() -> anyhow::Result<()> {
-    let guest_dir = target_dir()?.join("wasm-guests");
-    let manifest = "examples/Cargo.toml";
-    let mut build = guest_cargo("build", manifest, &guest_dir);
-    build.args(["--release", "--workspace"]);
-    run(build)?;
-    let built = guest_dir.join(WASM_TARGET).join("release");
-    let routes = root().join("routes");
-    for package in metadata(&root().join(manifest))?["packages"]
-        .as_array()
-        .context("cargo metadata has no packages")?
-    {
-        let name = package["name"].as_str().context("package without a name")?;
-        let Some(route) = package["metadata"]["wedge"]["route"].as_str() else {
-            bail!("examples/{name}/Cargo.toml has no [package.metadata.wedge] route");
-        };
-        let to = routes.join(format!("{route}.wasm"));
-        install(&built.join(format!("{name}.wasm")), &to)?;
-        eprintln!("xtask: {name} -> routes/{route}.wasm");
-    }
-    Ok(())
-}
-
-/// Copies `from` to `to` through a temporary file and a rename, so that a
-/// server watching `to` never reads it half-written.
-fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let folder = to.parent().context("a route file has a folder")?;
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
-    let temporary = folder.join(format!(
-        ".{}.tmp",
-        to.file_name()
-            .context("a route file has a name")?
-            .to_string_lossy()
-    ));
-    std::fs::copy(from, &temporary)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), temporary.display()))?;
-    std::fs::rename(&temporary, to).with_context(|| format!("cannot move into {}", to.display()))
-}
-
 fn serve(args: &[String]) -> anyhow::Result<()> {
     let mut serve = cargo();
     serve
-        .args(["run", "--package", "wedge", "--", "serve", "routes"])
+        .args(["run", "--package", "wedge", "--", "dev", "routes"])
         .args(args);
     run(serve)
 }

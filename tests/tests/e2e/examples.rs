@@ -2,6 +2,7 @@
 //! with the sidecars their README section describes. The third-party APIs
 //! are upstreams on loopback.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
@@ -12,18 +13,56 @@ use crate::harness::{Routes, Server, Upstream, json, text};
 /// The weather example's API key: it must reach the upstream and nothing else.
 const SECRET: &str = "s3cr3t-weather-key";
 
-/// Every example at its route, as `cargo xtask build-routes` places them.
+/// Every example at the route whose committed sidecar builds it, with that
+/// sidecar: what `cargo xtask serve` (`wedge dev routes`) serves.
 fn example_routes() -> Routes {
-    Routes::new()
-        .with("index.wasm", "index")
-        .with("api/hello.wasm", "hello")
-        .with("api/echo.wasm", "echo")
-        .with("api/todos.wasm", "todos")
-        .with("api/todos/[id].wasm", "todo")
-        .with("api/users/[id].wasm", "users")
-        .with("api/weather.wasm", "weather")
-        .with("api/stream.wasm", "stream")
-        .with("blog/[...slug].wasm", "blog")
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut routes = Routes::new();
+    let mut built = Vec::new();
+    for entry in walk(&repo.join("routes")) {
+        let Some(relative) = entry.strip_prefix(repo.join("routes")).ok() else {
+            continue;
+        };
+        if entry.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let layer = wedge::settings::SettingsLayer::parse_sidecar(&entry, &text).unwrap();
+        let build = layer
+            .build()
+            .expect("every committed sidecar builds an example");
+        let workdir = build.workdir.as_ref().expect("a workdir in examples/");
+        let package = workdir.file_name().unwrap().to_str().unwrap().to_owned();
+        let wasm = relative.with_extension("wasm");
+        routes = routes
+            .with(wasm.to_str().unwrap(), &package)
+            .with_bytes(relative.to_str().unwrap(), text.as_bytes());
+        built.push(package);
+    }
+    built.sort();
+    let mut examples: Vec<String> = std::fs::read_dir(repo.join("examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("Cargo.toml").exists())
+        .map(|path| path.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    examples.sort();
+    assert_eq!(built, examples, "every example has a route, once");
+    routes
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The users and weather sidecars, pointed at `users` and `weather`.
@@ -290,38 +329,23 @@ async fn a_streamed_response_arrives_while_it_is_written() {
 }
 
 /// The sidecars committed in `routes/` (what `cargo xtask serve` serves)
-/// load with the examples, given the weather key.
+/// load with the examples, given the weather key, and not without it.
 #[tokio::test]
 async fn the_committed_sidecars_load() {
-    let repo_routes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../routes");
-    let mut routes = example_routes();
-    for sidecar in ["api/users/[id].toml", "api/weather.toml"] {
-        let bytes = std::fs::read(repo_routes.join(sidecar)).expect("a committed sidecar");
-        routes = routes.with_bytes(sidecar, &bytes);
-    }
+    let routes = example_routes();
     let cache = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = crate::harness::run_wedge_with_env(
-        &[
-            "routes".as_ref(),
-            routes.path().as_os_str(),
-            "--cache-dir".as_ref(),
-            cache.path().as_os_str(),
-        ],
-        &[("WEATHER_API_KEY", Some(SECRET))],
-    )
-    .await;
+    let args = [
+        "routes".as_ref(),
+        routes.path().as_os_str(),
+        "--cache-dir".as_ref(),
+        cache.path().as_os_str(),
+    ];
+    let key = [("WEATHER_API_KEY", Some(SECRET))];
+    let (code, stdout, stderr) = crate::harness::run_wedge_with_env(&args, &key).await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("/api/weather"), "{stdout}");
-    let (code, _, stderr) = crate::harness::run_wedge_with_env(
-        &[
-            "routes".as_ref(),
-            routes.path().as_os_str(),
-            "--cache-dir".as_ref(),
-            cache.path().as_os_str(),
-        ],
-        &[("WEATHER_API_KEY", None)],
-    )
-    .await;
+    let no_key = [("WEATHER_API_KEY", None)];
+    let (code, _, stderr) = crate::harness::run_wedge_with_env(&args, &no_key).await;
     assert_eq!(
         code, 1,
         "without WEATHER_API_KEY the weather route cannot load"
