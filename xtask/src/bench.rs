@@ -172,6 +172,81 @@ impl Bench {
         Ok(())
     }
 
+    /// `wedge dev`: from saving a handler's source to the first response
+    /// from the rebuilt route, split into the build command's time and
+    /// Wedge's own (detection, copy, reload and compile).
+    pub fn dev(&self, sdk: &Path, lockfile: &Path) -> anyhow::Result<()> {
+        const EDITS: usize = 10;
+        let dir = self.fresh_dir("dev")?;
+        let (krate, routes, cache) = (dir.join("hello"), dir.join("routes"), dir.join("cache"));
+        // Kept between runs: only the first builds the SDK's dependencies.
+        let target = self.work.join("dev-target");
+        std::fs::create_dir_all(krate.join("src"))?;
+        std::fs::create_dir_all(&routes)?;
+        // The examples' release profile, as `cargo xtask serve` builds them.
+        let manifest = format!(
+            "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [dependencies]\nwedge-sdk = {{ path = \"{}\" }}\n\n\
+             [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\ndebug = false\n\n\
+             [workspace]\n",
+            sdk.display()
+        );
+        std::fs::write(krate.join("Cargo.toml"), manifest)?;
+        std::fs::copy(lockfile, krate.join("Cargo.lock"))?;
+        let write = |body: &str| {
+            let source = format!(
+                "#[wedge_sdk::handler]\nasync fn handler() -> &'static str {{\n    \"{body}\"\n}}\n"
+            );
+            std::fs::write(krate.join("src/main.rs"), source)
+        };
+        write("v0")?;
+        let sidecar = format!(
+            "[build]\nworkdir = \"../hello\"\n\
+             command = \"cargo build --release --target wasm32-wasip2 --target-dir {}\"\n\
+             watch = [\"src/**/*.rs\"]\noutput = \"{}\"\n",
+            target.display(),
+            target.join("wasm32-wasip2/release/hello.wasm").display()
+        );
+        std::fs::write(routes.join("hello.toml"), sidecar)?;
+
+        let server = Server::start_as("dev", &self.wedge, &routes, &cache)?;
+        wait_for(server.addr, "/hello", "v0")?;
+        let (mut served, mut builds, mut loads, mut wedge_share) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for edit in 1..=EDITS {
+            server.build_ms.lock().expect("not poisoned").clear();
+            server.load_ms.lock().expect("not poisoned").clear();
+            let body = format!("v{edit}");
+            let started = Instant::now();
+            write(&body)?;
+            wait_for(server.addr, "/hello", &body)?;
+            let total = started.elapsed();
+            // The build's and the reload's log lines for this edit.
+            std::thread::sleep(Duration::from_millis(100));
+            let logged = |figures: &Mutex<Vec<u64>>| {
+                Duration::from_millis(figures.lock().expect("not poisoned").iter().sum())
+            };
+            let build = logged(&server.build_ms);
+            served.push(total);
+            builds.push(build);
+            loads.push(logged(&server.load_ms));
+            wedge_share.push(total.saturating_sub(build));
+        }
+        print_rows(
+            &format!("wedge dev, hello handler on wedge-sdk, {EDITS} edits each"),
+            &[
+                ("save -> first new response".into(), summary(&served)),
+                ("  the build command (cargo)".into(), summary(&builds)),
+                (
+                    "  Wedge: detect, copy, reload".into(),
+                    summary(&wedge_share),
+                ),
+                ("    of which the compile".into(), summary(&loads)),
+            ],
+        );
+        Ok(())
+    }
+
     fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work.join(name);
         if dir.exists() {
@@ -182,22 +257,33 @@ impl Bench {
     }
 }
 
-/// `wedge serve` on a free loopback port; killed when dropped.
+/// `wedge serve` (or `wedge dev`) on a free loopback port; killed when dropped.
 struct Server {
     child: Child,
     addr: SocketAddr,
     /// The "compiled in N ms" / "from cache in N ms" figures its log reported.
     load_ms: Arc<Mutex<Vec<u64>>>,
+    /// The "build ok in N ms" figures (`wedge dev`).
+    build_ms: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Server {
     fn start(wedge: &Path, routes: &Path, cache: &Path) -> anyhow::Result<Server> {
+        Server::start_as("serve", wedge, routes, cache)
+    }
+
+    fn start_as(
+        subcommand: &str,
+        wedge: &Path,
+        routes: &Path,
+        cache: &Path,
+    ) -> anyhow::Result<Server> {
         let mut child = Command::new(wedge)
-            .arg("serve")
+            .arg(subcommand)
             .arg(routes)
             .args(["--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache)
-            .env("RUST_LOG", "warn,wedge::reload=info")
+            .env("RUST_LOG", "warn,wedge::reload=info,wedge::dev=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -214,21 +300,27 @@ impl Server {
         };
         let addr = addr.parse()?;
         let load_ms = Arc::new(Mutex::new(Vec::new()));
+        let build_ms = Arc::new(Mutex::new(Vec::new()));
         let stderr = BufReader::new(child.stderr.take().context("piped stderr")?);
         std::thread::spawn({
-            let load_ms = load_ms.clone();
+            let (load_ms, build_ms) = (load_ms.clone(), build_ms.clone());
             move || {
                 for line in stderr.lines().map_while(Result::ok) {
-                    let figure = line
+                    let load = line
                         .split_once(" in ")
                         .and_then(|(_, rest)| rest.split_once(" ms)"))
                         .and_then(|(ms, _)| ms.parse().ok());
-                    match figure {
-                        Some(ms) => load_ms.lock().expect("not poisoned").push(ms),
-                        None if line.contains("ERROR") || line.contains("WARN") => {
+                    let build = line
+                        .split_once("build ok in ")
+                        .and_then(|(_, rest)| rest.split_once(" ms"))
+                        .and_then(|(ms, _)| ms.parse().ok());
+                    match (load, build) {
+                        (Some(ms), _) => load_ms.lock().expect("not poisoned").push(ms),
+                        (_, Some(ms)) => build_ms.lock().expect("not poisoned").push(ms),
+                        _ if line.contains("ERROR") || line.contains("WARN") => {
                             eprintln!("{line}")
                         }
-                        None => {}
+                        _ => {}
                     }
                 }
             }
@@ -237,6 +329,7 @@ impl Server {
             child,
             addr,
             load_ms,
+            build_ms,
         })
     }
 }

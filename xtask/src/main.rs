@@ -53,6 +53,8 @@ enum BenchKind {
     Reload,
     /// A well-behaved route's latency alone and beside busy-looping guests.
     Noisy,
+    /// `wedge dev`: from saving a handler's source to its new response.
+    Dev,
 }
 
 fn main() -> ExitCode {
@@ -236,5 +238,9 @@ fn bench(which: BenchKind) -> anyhow::Result<()> {
     match which {
         BenchKind::Reload => bench.reload(),
         BenchKind::Noisy => bench.noisy(),
+        BenchKind::Dev => bench.dev(
+            &root().join("guest-sdk"),
+            &root().join("examples/Cargo.lock"),
+        ),
     }
 }
