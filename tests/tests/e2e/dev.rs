@@ -38,18 +38,19 @@ struct HandlerCrate {
 
 impl HandlerCrate {
     fn new(body: &str) -> HandlerCrate {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temp dir");
         let krate = dir.path().join("hello");
-        std::fs::create_dir_all(krate.join("src")).unwrap();
+        std::fs::create_dir_all(krate.join("src")).expect("create src/");
         let manifest = format!(
             "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
              [dependencies]\nwedge-sdk = {{ path = \"{}\" }}\n\n\
              [profile.release]\ndebug = false\n\n[workspace]\n",
             repo().join("guest-sdk").display()
         );
-        std::fs::write(krate.join("Cargo.toml"), manifest).unwrap();
+        std::fs::write(krate.join("Cargo.toml"), manifest).expect("write Cargo.toml");
         // The examples' lock: the versions this machine has already fetched.
-        std::fs::copy(repo().join("examples/Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+        std::fs::copy(repo().join("examples/Cargo.lock"), krate.join("Cargo.lock"))
+            .expect("copy the examples' Cargo.lock");
         let handler = HandlerCrate { dir };
         handler.write(body);
         let output = handlers_target().join("wasm32-wasip2/release/hello.wasm");
@@ -59,8 +60,8 @@ impl HandlerCrate {
             handler.command(),
             output.display()
         );
-        std::fs::create_dir_all(handler.routes()).unwrap();
-        std::fs::write(handler.routes().join("hello.toml"), sidecar).unwrap();
+        std::fs::create_dir_all(handler.routes()).expect("create routes/");
+        std::fs::write(handler.routes().join("hello.toml"), sidecar).expect("write the sidecar");
         handler
     }
 
@@ -82,7 +83,7 @@ impl HandlerCrate {
     }
 
     fn write_source(&self, source: &str) {
-        std::fs::write(self.dir.path().join("hello/src/main.rs"), source).unwrap();
+        std::fs::write(self.dir.path().join("hello/src/main.rs"), source).expect("write main.rs");
     }
 
     fn routes(&self) -> PathBuf {

@@ -26,36 +26,51 @@ fn example_routes() -> Routes {
         if entry.extension().is_none_or(|ext| ext != "toml") {
             continue;
         }
-        let text = std::fs::read_to_string(&entry).unwrap();
-        let layer = wedge::settings::SettingsLayer::parse_sidecar(&entry, &text).unwrap();
+        let text = std::fs::read_to_string(&entry).expect("read a committed sidecar");
+        let layer = wedge::settings::SettingsLayer::parse_sidecar(&entry, &text)
+            .expect("a valid committed sidecar");
         let build = layer
             .build()
             .expect("every committed sidecar builds an example");
         let workdir = build.workdir.as_ref().expect("a workdir in examples/");
-        let package = workdir.file_name().unwrap().to_str().unwrap().to_owned();
+        let package = utf8_name(workdir);
         let wasm = relative.with_extension("wasm");
         routes = routes
-            .with(wasm.to_str().unwrap(), &package)
-            .with_bytes(relative.to_str().unwrap(), text.as_bytes());
+            .with(&wasm.to_string_lossy(), &package)
+            .with_bytes(&relative.to_string_lossy(), text.as_bytes());
         built.push(package);
     }
     built.sort();
-    let mut examples: Vec<String> = std::fs::read_dir(repo.join("examples"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
+    let mut examples: Vec<String> = entries(&repo.join("examples"))
+        .into_iter()
         .filter(|path| path.join("Cargo.toml").exists())
-        .map(|path| path.file_name().unwrap().to_str().unwrap().to_owned())
+        .map(|path| utf8_name(&path))
         .collect();
     examples.sort();
     assert_eq!(built, examples, "every example has a route, once");
     routes
 }
 
+/// The entries of `dir`.
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("read a folder of the repository")
+        .map(|entry| entry.expect("a folder entry").path())
+        .collect()
+}
+
+/// The last component of `path`, which the repository spells in UTF-8.
+fn utf8_name(path: &Path) -> String {
+    path.file_name()
+        .expect("a named path")
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for path in entries(dir) {
         if path.is_dir() {
             files.extend(walk(&path));
         } else {
