@@ -158,15 +158,8 @@ async fn an_edit_is_rebuilt_and_served_and_a_broken_build_keeps_the_last_good_ve
         "{page}"
     );
     assert!(page.contains("src/main.rs"), "{page}");
-    let html = client
-        .send(
-            client
-                .request("GET", "/hello")
-                .header("accept", "text/html,application/xhtml+xml")
-                .body(crate::harness::empty())
-                .unwrap(),
-        )
-        .await;
+    let accept = [("accept", "text/html,application/xhtml+xml")];
+    let html = client.call_with("GET", "/hello", &accept, "").await;
     assert_eq!(html.status(), 500);
     assert_eq!(html.headers()["content-type"], "text/html; charset=utf-8");
     assert!(text(&html).contains("<pre>"), "{}", text(&html));

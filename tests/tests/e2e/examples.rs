@@ -200,11 +200,11 @@ async fn json_get_post_and_a_method_router_answer_as_the_readme_says() {
             text(&bad)
         );
         let put = client
-            .send(
-                client
-                    .request("PUT", "/api/todos/2")
-                    .body(crate::harness::full(r#"{"title":"Done","done":true}"#))
-                    .unwrap(),
+            .call_with(
+                "PUT",
+                "/api/todos/2",
+                &[],
+                r#"{"title":"Done","done":true}"#,
             )
             .await;
         assert_eq!(json(&put), json!({"id": 2, "title": "Done", "done": true}));
@@ -234,14 +234,9 @@ async fn catch_all_echo_and_index_answer_as_the_readme_says() {
             json!({"slug": "2026/hello/world", "segments": ["2026", "hello/world"]})
         );
 
+        let content_type = [("content-type", "text/x-ping")];
         let echo = client
-            .send(
-                client
-                    .request("POST", "/api/echo")
-                    .header("content-type", "text/x-ping")
-                    .body(crate::harness::full("ping pong"))
-                    .unwrap(),
-            )
+            .call_with("POST", "/api/echo", &content_type, "ping pong")
             .await;
         assert_eq!((echo.status().as_u16(), text(&echo)), (200, "ping pong"));
         assert_eq!(echo.headers()["content-type"], "text/x-ping");

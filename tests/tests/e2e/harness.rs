@@ -348,6 +348,21 @@ impl Http {
         .await
     }
 
+    /// `METHOD path` with `headers` and `body`.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut request = self.request(method, path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(full(body)).expect("request")).await
+    }
+
     /// A `GET path` request with no body, to send as the caller likes.
     pub fn get_request(&self, path: &str) -> Request<Body> {
         self.request("GET", path).body(empty()).expect("request")

@@ -69,13 +69,8 @@ async fn dev_mode_shows_the_trap_to_the_client_and_serve_never_does() {
     );
 
     // A browser gets the same as a page.
-    let client = dev.http1();
-    let request = client
-        .request("GET", "/boom")
-        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-        .body(crate::harness::empty())
-        .unwrap();
-    let page = client.send(request).await;
+    let accept = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+    let page = dev.http1().call_with("GET", "/boom", &accept, "").await;
     assert_eq!(page.status(), 500);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let html = text(&page);
@@ -88,16 +83,11 @@ async fn dev_mode_shows_the_trap_to_the_client_and_serve_never_does() {
     let plain = Server::start(routes.path()).await;
     let answer = plain.http1().get("/boom").await;
     assert_eq!(text(&answer), "internal server error\n");
-    let request = plain
+    let html = plain
         .http1()
-        .request("GET", "/boom")
-        .header("accept", "text/html")
-        .body(crate::harness::empty())
-        .unwrap();
-    assert_eq!(
-        text(&plain.http1().send(request).await),
-        "internal server error\n"
-    );
+        .call_with("GET", "/boom", &[("accept", "text/html")], "")
+        .await;
+    assert_eq!(text(&html), "internal server error\n");
 }
 
 #[tokio::test]
