@@ -37,6 +37,16 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Builds a JavaScript (`.js`, ComponentizeJS) or Python (`.py`,
+    /// componentize-py) handler into a component, installing the toolchain
+    /// from the registries first if needed.
+    Componentize {
+        /// The handler: a `.js` module, or the `.py` app module.
+        source: PathBuf,
+        /// The component to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Everything CI runs: formatting, lints (host and guests), all tests.
     Test,
     /// Benchmarks, on the release build.
@@ -61,6 +71,9 @@ fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Setup => setup(),
         Task::Serve { args } => setup().and_then(|()| serve(&args)),
+        Task::Componentize { source, output } => {
+            componentize(&source, &output).map_err(anyhow::Error::from)
+        }
         Task::Test => setup().and_then(|()| test()),
         Task::Bench { which } => setup().and_then(|()| bench(which)),
     };
@@ -168,6 +181,30 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     run(serve)
 }
 
+fn componentize(source: &Path, output: &Path) -> Result<(), wedge_toolchains::Error> {
+    wedge_toolchains::Toolchains::new()?.componentize(source, output)
+}
+
+/// Installs the JavaScript and Python toolchains before the tests use them,
+/// so that their download shows here rather than as a slow test; a machine
+/// without node or python3 is told what the skipped tests need.
+fn install_toolchains() -> anyhow::Result<()> {
+    let toolchains = wedge_toolchains::Toolchains::new()?;
+    for (language, installed) in [
+        ("JavaScript", toolchains.javascript()),
+        ("Python", toolchains.python()),
+    ] {
+        match installed {
+            Ok(_) => {}
+            Err(error) if error.is_missing() => {
+                eprintln!("xtask: the {language} tests will be skipped: {error}");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
     let guest_dir = target_dir()?.join("wasm-guests");
     let mut fmt = cargo();
@@ -216,6 +253,7 @@ fn test() -> anyhow::Result<()> {
         .arg(guest_dir.join("native"))
         .env("RUSTDOCFLAGS", "-D warnings");
     run(sdk_docs)?;
+    install_toolchains()?;
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run(tests)

@@ -363,6 +363,23 @@ impl Http {
         self.send(request.body(full(body)).expect("request")).await
     }
 
+    /// `GET path`, its body read frame by frame: the text, and the time
+    /// from the first data to the last (zero for a body that came at once).
+    pub async fn get_streamed(&self, path: &str) -> (Response<String>, Duration) {
+        let response = self.send_streaming(self.get_request(path)).await;
+        let (parts, mut body) = response.into_parts();
+        let (mut text, mut first, mut last) = (String::new(), None, std::time::Instant::now());
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("a body frame").into_data() {
+                text.push_str(std::str::from_utf8(&data).expect("a UTF-8 body"));
+                first.get_or_insert_with(std::time::Instant::now);
+                last = std::time::Instant::now();
+            }
+        }
+        let spread = first.map_or(Duration::ZERO, |first| last - first);
+        (Response::from_parts(parts, text), spread)
+    }
+
     /// A `GET path` request with no body, to send as the caller likes.
     pub fn get_request(&self, path: &str) -> Request<Body> {
         self.request("GET", path).body(empty()).expect("request")

@@ -7,6 +7,7 @@ mod cli;
 mod dev;
 mod errors;
 mod examples;
+mod languages;
 mod limits;
 mod outbound;
 mod reload;

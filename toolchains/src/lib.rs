@@ -1,0 +1,352 @@
+//! The JavaScript and Python component toolchains, installed from the
+//! registries on demand, for the xtask and the end-to-end tests.
+//!
+//! - JavaScript: ComponentizeJS, pinned by `toolchains/js/package-lock.json`
+//!   and installed with `npm ci`.
+//! - Python: componentize-py [`COMPONENTIZE_PY`], in a virtual environment.
+//!
+//! Both install under [`Toolchains::dir`], a folder of the user's cache
+//! (not the target dir: CI builds in a fresh clone, and a `cargo clean`
+//! should not cost a 400 MB download), keyed by what is pinned, so a new
+//! pin installs beside the old one. An install that was cut short is made
+//! again. Two processes should not install the same toolchain at once.
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! let toolchains = wedge_toolchains::Toolchains::new()?;
+//! toolchains.componentize(Path::new("examples/js/app.js"), Path::new("js.wasm"))?;
+//! # Ok::<(), wedge_toolchains::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The componentize-py release the Python example is built with.
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The world both toolchains build: `wasi:http/proxy` plus
+/// `wasi:cli/environment` (`wit/world.wit`).
+const WORLD: &str = "wedge:handler/handler";
+
+/// What stops a build.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A program the toolchain needs is not installed.
+    #[error("{program} is not installed: {hint}")]
+    Missing {
+        /// The program, e.g. `node`.
+        program: &'static str,
+        /// How to install it.
+        hint: &'static str,
+    },
+    /// Installing or running the toolchain failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    /// Whether this machine lacks a program (so a test may skip, saying so).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Error::Missing { .. })
+    }
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// The toolchains' install folder and the repository's WIT.
+pub struct Toolchains {
+    dir: PathBuf,
+    repo: PathBuf,
+}
+
+impl Toolchains {
+    /// `$WEDGE_TOOLCHAINS_DIR`, or `wedge-toolchains` in the user's cache
+    /// folder (`$XDG_CACHE_HOME`, `~/.cache`).
+    pub fn new() -> Result<Toolchains> {
+        let dir = match std::env::var_os("WEDGE_TOOLCHAINS_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => dirs::cache_dir()
+                .ok_or_else(|| {
+                    Error::Failed(
+                        "no user cache folder (is $HOME set?); set WEDGE_TOOLCHAINS_DIR".into(),
+                    )
+                })?
+                .join("wedge-toolchains"),
+        };
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("toolchains/ is in the repository")
+            .to_owned();
+        Ok(Toolchains { dir, repo })
+    }
+
+    /// Where the toolchains are installed.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Builds `source` into the component `output`: a `.js` file with
+    /// ComponentizeJS, a `.py` file (the app module, beside the modules it
+    /// imports) with componentize-py. Installs the toolchain first if needed.
+    pub fn componentize(&self, source: &Path, output: &Path) -> Result<()> {
+        let folder = source.parent().unwrap_or(Path::new("."));
+        let folder = if folder.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            folder
+        };
+        if let Some(parent) = output.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| failed(parent, e))?;
+        }
+        let output = std::path::absolute(output).map_err(|e| failed(output, e))?;
+        match source.extension().and_then(|ext| ext.to_str()) {
+            Some("js" | "mjs") => {
+                let componentize = self.javascript()?;
+                let wit = self.wit_0_2_10()?;
+                let mut build = Command::new("node");
+                build
+                    .arg(componentize)
+                    .arg(source.file_name().unwrap_or_default())
+                    .arg("--wit")
+                    .arg(&wit)
+                    .args(["--world-name", WORLD])
+                    .arg("--out")
+                    .arg(&output)
+                    .current_dir(folder);
+                run(build, "ComponentizeJS")
+            }
+            Some("py") => {
+                let componentize = self.python()?;
+                let module = source.file_stem().unwrap_or_default();
+                let mut build = Command::new(componentize);
+                build
+                    .arg("--wit-path")
+                    .arg(self.repo.join("wit"))
+                    .args(["--world", WORLD, "componentize"])
+                    .arg(module)
+                    .arg("--output")
+                    .arg(&output)
+                    .current_dir(folder)
+                    // componentize-py imports the app to snapshot it: no
+                    // __pycache__ beside the sources.
+                    .env("PYTHONDONTWRITEBYTECODE", "1");
+                run(build, "componentize-py")
+            }
+            _ => Err(Error::Failed(format!(
+                "{}: cannot tell the language; pass a .js or .py file",
+                source.display()
+            ))),
+        }
+    }
+
+    /// ComponentizeJS's CLI script, installed with `npm ci` if missing.
+    pub fn javascript(&self) -> Result<PathBuf> {
+        require(
+            "node",
+            "install Node.js 18 or later (Debian: apt-get install nodejs npm)",
+        )?;
+        require("npm", "install npm (Debian: apt-get install npm)")?;
+        let pins = self.repo.join("toolchains/js");
+        let lock = read(&pins.join("package-lock.json"))?;
+        let manifest = read(&pins.join("package.json"))?;
+        let key = short_hash(&[&manifest, &lock]);
+        let installed = self.install(&format!("js-{key}"), |temporary| {
+            std::fs::write(temporary.join("package.json"), &manifest)
+                .and_then(|()| std::fs::write(temporary.join("package-lock.json"), &lock))
+                .map_err(|e| failed(temporary, e))?;
+            let mut npm = Command::new("npm");
+            npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(temporary);
+            run(npm, "npm ci")
+        })?;
+        Ok(installed.join("node_modules/@bytecodealliance/componentize-js/src/cli.js"))
+    }
+
+    /// The componentize-py program, installed in a virtual environment if
+    /// missing.
+    pub fn python(&self) -> Result<PathBuf> {
+        require(
+            "python3",
+            "install Python 3.10 or later with venv (Debian: apt-get install python3-venv)",
+        )?;
+        let installed =
+            self.install(&format!("componentize-py-{COMPONENTIZE_PY}"), |temporary| {
+                let mut venv = Command::new("python3");
+                venv.args(["-m", "venv"]).arg(temporary);
+                run(venv, "python3 -m venv")?;
+                let mut pip = Command::new(temporary.join("bin/pip"));
+                pip.args(["install", "--quiet", "--disable-pip-version-check"])
+                    .arg(format!("componentize-py=={COMPONENTIZE_PY}"));
+                run(pip, "pip install componentize-py")
+            })?;
+        Ok(installed.join("bin/componentize-py"))
+    }
+
+    /// `<dir>/<name>`, made by `install` if it is not complete yet. A
+    /// marker file written last tells a complete install from one that was
+    /// cut short, which is made again. (In place, not renamed in: a Python
+    /// virtual environment records its own path.)
+    fn install(&self, name: &str, install: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+        let target = self.dir.join(name);
+        let complete = target.join(".wedge-installed");
+        if complete.exists() {
+            return Ok(target);
+        }
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(|e| failed(&target, e))?;
+        }
+        std::fs::create_dir_all(&target).map_err(|e| failed(&target, e))?;
+        eprintln!("toolchains: installing {name} into {}", self.dir.display());
+        install(&target)?;
+        std::fs::write(&complete, "").map_err(|e| failed(&complete, e))?;
+        Ok(target)
+    }
+
+    /// The WIT at WASI 0.2.10 for ComponentizeJS, derived from the 0.2.12
+    /// files in `wit/`.
+    fn wit_0_2_10(&self) -> Result<PathBuf> {
+        let from = self.repo.join("wit");
+        let to = self.dir.join("wit-0.2.10");
+        let deps = to.join("deps");
+        std::fs::create_dir_all(&deps).map_err(|e| failed(&deps, e))?;
+        let entries = std::fs::read_dir(from.join("deps")).map_err(|e| failed(&from, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| failed(&from, e))?.path();
+            let text = std::fs::read_to_string(&path).map_err(|e| failed(&path, e))?;
+            let derived = downgrade_wit(&text, "0.2.12", "0.2.10");
+            let file = deps.join(path.file_name().unwrap_or_default());
+            std::fs::write(&file, derived).map_err(|e| failed(&file, e))?;
+        }
+        let world = read(&from.join("world.wit"))?;
+        let world = downgrade_wit(&String::from_utf8_lossy(&world), "0.2.12", "0.2.10");
+        std::fs::write(to.join("world.wit"), world).map_err(|e| failed(&to, e))?;
+        Ok(to)
+    }
+}
+
+/// `text` rewritten from WASI `from` to the earlier `to`: package and use
+/// versions rewritten, and every item marked `@since(version = from)`
+/// dropped with its doc comment. (Only the newest version's additions are
+/// dropped, which is all that separates 0.2.12 from 0.2.10.)
+pub fn downgrade_wit(text: &str, from: &str, to: &str) -> String {
+    let marker = format!("@since(version = {from})");
+    let rewritten = text.replace(&format!("@{from}"), &format!("@{to}"));
+    let mut kept: Vec<&str> = Vec::new();
+    let mut lines = rewritten.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != marker {
+            kept.push(line);
+            continue;
+        }
+        while kept
+            .last()
+            .is_some_and(|l| l.trim_start().starts_with("///"))
+        {
+            kept.pop();
+        }
+        // The item: up to its `;`, or through its balanced `{ … }`.
+        let mut depth = 0i32;
+        for item in lines.by_ref() {
+            depth += item.matches('{').count() as i32 - item.matches('}').count() as i32;
+            let end = item.trim_end();
+            if depth <= 0 && (end.ends_with(';') || end.ends_with('}')) {
+                break;
+            }
+        }
+    }
+    let mut out = kept.join("\n");
+    out.push('\n');
+    out
+}
+
+fn require(program: &'static str, hint: &'static str) -> Result<()> {
+    match Command::new(program).arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(()),
+        _ => Err(Error::Missing { program, hint }),
+    }
+}
+
+fn run(mut command: Command, what: &str) -> Result<()> {
+    let output = command.output().map_err(|e| {
+        Error::Failed(format!(
+            "cannot run {what} ({:?}): {e}",
+            command.get_program()
+        ))
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| failed(path, e))
+}
+
+fn failed(path: &Path, error: std::io::Error) -> Error {
+    Error::Failed(format!("{}: {error}", path.display()))
+}
+
+/// The first 12 hex digits of the SHA-256 of `parts`.
+fn short_hash(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_items_are_dropped_with_their_docs() {
+        let wit = "package wasi:cli@0.2.12;\n\n@since(version = 0.2.0)\ninterface exit {\n  \
+                   /// Exit.\n  @since(version = 0.2.0)\n  exit: func(status: result);\n\n  \
+                   /// Exit with a code.\n  /// More.\n  @since(version = 0.2.12)\n  \
+                   exit-with-code: func(status-code: u8);\n}\n\nworld w {\n  import \
+                   wasi:io/poll@0.2.12;\n}\n";
+        let derived = downgrade_wit(wit, "0.2.12", "0.2.10");
+        assert_eq!(
+            derived,
+            "package wasi:cli@0.2.10;\n\n@since(version = 0.2.0)\ninterface exit {\n  \
+             /// Exit.\n  @since(version = 0.2.0)\n  exit: func(status: result);\n\n}\n\n\
+             world w {\n  import wasi:io/poll@0.2.10;\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_dropped_block_ends_at_its_closing_brace() {
+        let wit = "@since(version = 0.2.12)\ninterface new {\n  f: func();\n  g: func();\n}\n\
+                   interface old {\n}\n";
+        assert_eq!(
+            downgrade_wit(wit, "0.2.12", "0.2.10"),
+            "interface old {\n}\n"
+        );
+    }
+
+    #[test]
+    fn the_vendored_wit_has_only_exit_with_code_past_0_2_10() {
+        let cli = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/deps/cli.wit"),
+        )
+        .expect("wit/deps/cli.wit");
+        let derived = downgrade_wit(&cli, "0.2.12", "0.2.10");
+        assert!(!derived.contains("exit-with-code"), "{derived}");
+        assert!(!derived.contains("0.2.12"));
+        assert!(derived.contains("exit: func(status: result);"));
+    }
+}
