@@ -355,10 +355,15 @@ impl RouteBuild {
         loop {
             self.trigger.notified().await;
             while self.take_queued() {
-                let Ok(_permit) = parallel.acquire().await else {
-                    return;
+                let built = {
+                    // A core's worth of building; the reload after it is
+                    // the reloader's to pace.
+                    let Ok(_permit) = parallel.acquire().await else {
+                        return;
+                    };
+                    build::run(&self).await
                 };
-                let failure = match build::run(&self).await {
+                let failure = match built {
                     Ok(()) => {
                         // Reloaded before the waiting requests go on, so
                         // that they get the new version.
