@@ -247,6 +247,119 @@ impl Bench {
         Ok(())
     }
 
+    /// What a JavaScript or Python component costs next to a Rust one:
+    /// size, compile at start with a cold cache, start with a warm one,
+    /// and per request (a fresh instance each), all in one run.
+    pub fn languages(&self, js: &Path, py: &Path) -> anyhow::Result<()> {
+        const ROUNDS: usize = 3;
+        const PER_ROUND: usize = 100;
+        let components = [
+            (
+                "Rust (hello_v1)",
+                self.guests.join("hello_v1.wasm"),
+                "r.wasm",
+                "/r",
+            ),
+            (
+                "JavaScript (examples/js)",
+                js.to_owned(),
+                "js/[name].wasm",
+                "/js/x",
+            ),
+            (
+                "Python (examples/python)",
+                py.to_owned(),
+                "py/[name].wasm",
+                "/py/x",
+            ),
+        ];
+        let dir = self.fresh_dir("languages")?;
+        let mut rows = Vec::new();
+        for (name, wasm, file, path) in &components {
+            let size = std::fs::metadata(wasm)?.len();
+            let routes = dir.join(format!("routes-{}", rows.len()));
+            let cache = dir.join(format!("cache-{}", rows.len()));
+            let target = routes.join(file);
+            std::fs::create_dir_all(target.parent().context("a route has a folder")?)?;
+            std::fs::copy(wasm, &target)?;
+            let mut starts = Vec::new();
+            for _cache in ["cold", "warm"] {
+                let started = Instant::now();
+                let server = Server::start(&self.wedge, &routes, &cache)?;
+                wait_ok(server.addr, path)?;
+                let first = started.elapsed();
+                std::thread::sleep(Duration::from_millis(100));
+                let load = server
+                    .load_ms
+                    .lock()
+                    .expect("not poisoned")
+                    .iter()
+                    .sum::<u64>();
+                starts.push((first, load));
+            }
+            let [(cold, compile), (warm, cache_load)] = starts[..] else {
+                unreachable!("two starts")
+            };
+            rows.push((
+                name.to_string(),
+                format!(
+                    "{:5.1} MB   cold start {:6.0} ms (compile {compile} ms)   warm start {:4.0} ms (cache {cache_load} ms)",
+                    size as f64 / 1e6,
+                    ms(cold),
+                    ms(warm),
+                ),
+            ));
+        }
+        print_rows("size and start-up (release wedge, one route each)", &rows);
+
+        // Per request, the three interleaved on one server.
+        let routes = dir.join("routes-all");
+        for (_, wasm, file, _) in &components {
+            let target = routes.join(file);
+            std::fs::create_dir_all(target.parent().context("a route has a folder")?)?;
+            std::fs::copy(wasm, target)?;
+        }
+        let server = Server::start(&self.wedge, &routes, &dir.join("cache-all"))?;
+        let mut samples = vec![Vec::new(); components.len()];
+        for (_, _, _, path) in &components {
+            wait_ok(server.addr, path)?;
+        }
+        for _ in 0..ROUNDS {
+            for (samples, (_, _, _, path)) in samples.iter_mut().zip(&components) {
+                for _ in 0..PER_ROUND {
+                    let started = Instant::now();
+                    let (status, _) = get(server.addr, path)?;
+                    anyhow::ensure!(status == 200, "GET {path} answered {status}");
+                    samples.push(started.elapsed());
+                }
+            }
+        }
+        let median = |samples: &[Duration]| {
+            let mut sorted = samples.to_vec();
+            sorted.sort();
+            sorted[sorted.len() / 2]
+        };
+        let baseline = median(&samples[0]);
+        let rows: Vec<(String, String)> = components
+            .iter()
+            .zip(&samples)
+            .map(|((name, ..), samples)| {
+                let ratio = ms(median(samples)) / ms(baseline);
+                (
+                    name.to_string(),
+                    format!("{}   {ratio:5.1}x Rust", summary(samples)),
+                )
+            })
+            .collect();
+        print_rows(
+            &format!(
+                "per request, fresh instance each ({ROUNDS} rounds of {PER_ROUND}, interleaved)"
+            ),
+            &rows,
+        );
+        Ok(())
+    }
+
     fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work.join(name);
         if dir.exists() {
@@ -368,6 +481,18 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
         body
     };
     Ok((status, body.to_owned()))
+}
+
+/// Polls `GET path` until it answers 200.
+fn wait_ok(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if let Ok((200, _)) = get(addr, path) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    bail!("GET {path} did not answer 200 within {DEADLINE:?}")
 }
 
 /// Polls `GET path` until it answers 200 with `body`.

@@ -65,6 +65,9 @@ enum BenchKind {
     Noisy,
     /// `wedge dev`: from saving a handler's source to its new response.
     Dev,
+    /// The JavaScript and Python examples beside a Rust component: size,
+    /// start-up with a cold and a warm cache, per-request latency.
+    Languages,
 }
 
 fn main() -> ExitCode {
@@ -280,5 +283,12 @@ fn bench(which: BenchKind) -> anyhow::Result<()> {
             &root().join("guest-sdk"),
             &root().join("examples/Cargo.lock"),
         ),
+        BenchKind::Languages => {
+            std::fs::create_dir_all(&bench.work)?;
+            let (js, py) = (bench.work.join("js.wasm"), bench.work.join("py.wasm"));
+            componentize(&root().join("examples/js/app.js"), &js)?;
+            componentize(&root().join("examples/python/app.py"), &py)?;
+            bench.languages(&js, &py)
+        }
     }
 }
