@@ -127,11 +127,17 @@ impl Toolchains {
                     .arg(module)
                     .arg("--output")
                     .arg(&output)
-                    .current_dir(folder)
-                    // componentize-py imports the app to snapshot it: no
-                    // __pycache__ beside the sources.
-                    .env("PYTHONDONTWRITEBYTECODE", "1");
-                run(build, "componentize-py")
+                    .current_dir(folder);
+                // componentize-py compiles the app to snapshot it and leaves
+                // __pycache__ beside the sources (PYTHONDONTWRITEBYTECODE
+                // does not stop it): remove one it made.
+                let bytecode = folder.join("__pycache__");
+                let had_bytecode = bytecode.exists();
+                let built = run(build, "componentize-py");
+                if !had_bytecode {
+                    let _ = std::fs::remove_dir_all(&bytecode);
+                }
+                built
             }
             _ => Err(Error::Failed(format!(
                 "{}: cannot tell the language; pass a .js or .py file",

@@ -241,8 +241,9 @@ async fn route(
     };
     let table = state.routes();
     let found = table.lookup(request.uri().path());
-    // A failed build answers unless another, more specific route serves
-    // the path: the route it built, or none yet.
+    // A failed build answers for its route: where the table serves the
+    // path from the file it builds, or nothing serves the path yet (never
+    // built). Another file serving the path is more specific: it answers.
     if let Some(build) = build
         && found
             .as_ref()
