@@ -153,8 +153,16 @@ pub use wstd::http::Body;
 /// }
 /// ```
 ///
-/// The function keeps its name (`main` excepted: the macro provides the
-/// `fn main` a binary crate needs, and renames yours). A wrong signature is
+/// The function keeps its name, `main` excepted: the macro provides the
+/// `fn main` a binary crate needs, and renames yours, so this works too:
+///
+/// ```no_run
+/// #[wedge_sdk::handler]
+/// async fn main() -> &'static str {
+///     "hello"
+/// }
+/// ```
+/// A wrong signature is
 /// a compile error on your code: a handler that is not `async`, takes more
 /// than the request, or returns something that is not [`IntoResponse`].
 ///
