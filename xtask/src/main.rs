@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod compare;
 
 /// The workspaces whose crates are built only for wasm32-wasip2.
 const GUEST_MANIFESTS: [&str; 3] = [
@@ -49,10 +50,18 @@ enum Task {
     },
     /// Everything CI runs: formatting, lints (host and guests), all tests.
     Test,
-    /// Benchmarks, on the release build.
+    /// Benchmarks, on the release build. Without a subcommand: Wedge beside
+    /// native hyper and `wasmtime serve` under wrk.
     Bench {
         #[command(subcommand)]
-        which: BenchKind,
+        which: Option<BenchKind>,
+        /// Rounds of the comparison (each server measured once a round).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Install the pinned wasmtime-cli into <target>/anchors first (about
+        /// 20 minutes on 2 cores, once) unless $WASMTIME names one.
+        #[arg(long)]
+        with_wasmtime: bool,
     },
 }
 
@@ -78,7 +87,11 @@ fn main() -> ExitCode {
             componentize(&source, &output).map_err(anyhow::Error::from)
         }
         Task::Test => setup().and_then(|()| test()),
-        Task::Bench { which } => setup().and_then(|()| bench(which)),
+        Task::Bench {
+            which,
+            rounds,
+            with_wasmtime,
+        } => setup().and_then(|()| bench(which, rounds, with_wasmtime)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,6 +197,34 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     run(serve)
 }
 
+/// `$WASMTIME`, or with `install` the pinned wasmtime-cli under
+/// `<target>/anchors` (installed there once); otherwise none.
+fn wasmtime(target: &Path, install: bool) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(path) = std::env::var_os("WASMTIME") {
+        return Ok(Some(PathBuf::from(path)));
+    }
+    if !install {
+        return Ok(None);
+    }
+    let root = target.join("anchors");
+    let installed = root.join("bin/wasmtime");
+    if !installed.exists() {
+        let mut cargo = cargo();
+        cargo
+            .args([
+                "install",
+                "wasmtime-cli",
+                "--locked",
+                "--version",
+                WASMTIME_VERSION,
+            ])
+            .arg("--root")
+            .arg(&root);
+        run(cargo)?;
+    }
+    Ok(Some(installed))
+}
+
 fn componentize(source: &Path, output: &Path) -> Result<(), wedge_toolchains::Error> {
     wedge_toolchains::Toolchains::new()?.componentize(source, output)
 }
@@ -262,7 +303,10 @@ fn test() -> anyhow::Result<()> {
     run(tests)
 }
 
-fn bench(which: BenchKind) -> anyhow::Result<()> {
+/// The wasmtime-cli version to compare with: the one Wedge pins.
+const WASMTIME_VERSION: &str = "48.0.8";
+
+fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow::Result<()> {
     let target = target_dir()?;
     let guest_dir = target.join("wasm-guests");
     let mut fixtures = guest_cargo("build", "tests/fixtures/Cargo.toml", &guest_dir);
@@ -275,6 +319,21 @@ fn bench(which: BenchKind) -> anyhow::Result<()> {
         wedge: target.join("release/wedge"),
         guests: guest_dir.join(WASM_TARGET).join("release"),
         work: target.join("bench"),
+    };
+    let Some(which) = which else {
+        let mut native = cargo();
+        native.args(["build", "--release", "--package", "native-hello"]);
+        run(native)?;
+        let compare = compare::Compare {
+            wedge: bench.wedge.clone(),
+            native: target.join("release/native-hello"),
+            wasmtime: wasmtime(&target, with_wasmtime)?,
+            hello: bench.guests.join("hello_v1.wasm"),
+            echo: bench.guests.join("echo_stream.wasm"),
+            work: bench.work.clone(),
+            rounds: rounds.max(1),
+        };
+        return compare.run();
     };
     match which {
         BenchKind::Reload => bench.reload(),

@@ -1,0 +1,536 @@
+//! `cargo xtask bench`: Wedge beside a native hyper server and `wasmtime
+//! serve`, serving the same hello-world component (`hello_v1`) with a fresh
+//! instance per request, under `wrk` in another process. With two cores or
+//! more, servers run on core 0 and `wrk` on core 1. The servers take turns
+//! (A B C A B C …) for several rounds, so that the machine's drift touches
+//! them alike; every ratio compares figures from the same run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Connections for the throughput figure, and for the tail latency one.
+const CONNECTIONS: [u32; 2] = [32, 128];
+/// Seconds `wrk` runs per measurement; one more to warm up first.
+const SECONDS: u32 = 5;
+/// The streamed echo's size.
+const ECHO_BYTES: usize = 50 * 1024 * 1024;
+
+/// What the comparison runs.
+pub struct Compare {
+    /// The release `wedge`.
+    pub wedge: PathBuf,
+    /// The release `native-hello`.
+    pub native: PathBuf,
+    /// `wasmtime` of the pinned version, if there is one.
+    pub wasmtime: Option<PathBuf>,
+    /// The `hello_v1` and `echo_stream` components.
+    pub hello: PathBuf,
+    pub echo: PathBuf,
+    /// Scratch space, and where `compare.json` goes.
+    pub work: PathBuf,
+    pub rounds: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Native,
+    Wedge,
+    Wasmtime,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Native => "native hyper",
+            Kind::Wedge => "wedge serve",
+            Kind::Wasmtime => "wasmtime serve -Scli",
+        }
+    }
+}
+
+/// One server's figures over all rounds.
+#[derive(Default)]
+struct Figures {
+    rps: Vec<f64>,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+    p99_ms_c128: Vec<f64>,
+    cpu_us: Vec<f64>,
+    peak_rss_mb: Vec<f64>,
+    start_ms: Vec<f64>,
+    echo_mb_s: Vec<f64>,
+    /// Echoes that failed, and why: reported, not fatal, so that one
+    /// server's failure still leaves the other figures.
+    echo_errors: Vec<String>,
+}
+
+impl Compare {
+    pub fn run(&self) -> anyhow::Result<()> {
+        let wrk = wrk_program()?;
+        let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+        let mut kinds = vec![Kind::Native, Kind::Wedge];
+        if self.wasmtime.is_some() {
+            kinds.push(Kind::Wasmtime);
+        } else {
+            eprintln!(
+                "bench: no wasmtime: set WASMTIME=/path/to/wasmtime (48.0.x) or pass \
+                 --with-wasmtime to compare with `wasmtime serve`"
+            );
+        }
+        let mut figures: Vec<Figures> = kinds.iter().map(|_| Figures::default()).collect();
+        for round in 1..=self.rounds {
+            for (kind, figures) in kinds.iter().zip(&mut figures) {
+                eprintln!("bench: round {round}/{}: {}", self.rounds, kind.name());
+                self.measure(*kind, &wrk, pinned, figures)?;
+            }
+        }
+        self.report(&kinds, &figures, pinned)
+    }
+
+    /// One round of one server: start-up, throughput and latency at each
+    /// connection count, CPU per request, peak memory, the streamed echo.
+    fn measure(
+        &self,
+        kind: Kind,
+        wrk: &Path,
+        pinned: bool,
+        into: &mut Figures,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let server = self.start(kind, &self.hello, pinned)?;
+        into.start_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        run_wrk(wrk, pinned, server.addr, 32, 1)?;
+        for connections in CONNECTIONS {
+            let before = cpu_seconds(server.pid())?;
+            let result = run_wrk(wrk, pinned, server.addr, connections, SECONDS)?;
+            let cpu = cpu_seconds(server.pid())? - before;
+            if connections == CONNECTIONS[0] {
+                into.rps.push(result.rps);
+                into.p50_ms.push(result.p50_ms);
+                into.p99_ms.push(result.p99_ms);
+                into.cpu_us.push(cpu * 1e6 / result.requests.max(1) as f64);
+            } else {
+                into.p99_ms_c128.push(result.p99_ms);
+            }
+        }
+        into.peak_rss_mb
+            .push(peak_rss_kib(server.pid())? as f64 / 1024.0);
+        drop(server);
+
+        let server = self.start(kind, &self.echo, pinned)?;
+        let body = self.work.join("compare/echo-50mb.bin");
+        if std::fs::metadata(&body).map_or(true, |m| m.len() as usize != ECHO_BYTES) {
+            std::fs::create_dir_all(self.work.join("compare"))?;
+            std::fs::write(&body, vec![b'x'; ECHO_BYTES])?;
+        }
+        match echo(server.addr, &body) {
+            Ok(mb_s) => into.echo_mb_s.push(mb_s),
+            Err(error) => into.echo_errors.push(format!("{error:#}")),
+        }
+        Ok(())
+    }
+
+    fn start(&self, kind: Kind, component: &Path, pinned: bool) -> anyhow::Result<Server> {
+        let mut command = if pinned {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", "0"]);
+            taskset
+        } else {
+            Command::new("env")
+        };
+        let dir = self.work.join("compare");
+        match kind {
+            Kind::Native => {
+                command.arg(&self.native).arg("127.0.0.1:0");
+                Server::printing_address(command)
+            }
+            Kind::Wedge => {
+                let routes = dir.join("routes");
+                if routes.exists() {
+                    std::fs::remove_dir_all(&routes)?;
+                }
+                std::fs::create_dir_all(&routes)?;
+                std::fs::copy(component, routes.join("hello.wasm"))?;
+                std::fs::write(routes.join("hello.toml"), "max_body = \"64MiB\"\n")?;
+                command
+                    .arg(&self.wedge)
+                    .arg("serve")
+                    .arg(&routes)
+                    .args(["--listen", "127.0.0.1:0", "--no-watch", "--cache-dir"])
+                    .arg(dir.join("cache"))
+                    // No access log: neither of the others writes one.
+                    .env("RUST_LOG", "warn");
+                Server::printing_address(command)
+            }
+            Kind::Wasmtime => {
+                let wasmtime = self.wasmtime.as_ref().context("no wasmtime")?;
+                let addr = free_port()?;
+                command
+                    .arg(wasmtime)
+                    .args(["serve", "-Scli", "--addr"])
+                    .arg(addr.to_string())
+                    .arg(component);
+                Server::polled(command, addr)
+            }
+        }
+    }
+
+    fn report(&self, kinds: &[Kind], figures: &[Figures], pinned: bool) -> anyhow::Result<()> {
+        let index = |kind: Kind| kinds.iter().position(|k| *k == kind);
+        let native_rps = median(&figures[0].rps);
+        let wasmtime_rps = index(Kind::Wasmtime).map(|i| median(&figures[i].rps));
+        println!(
+            "\nhello world, fresh instance per request; wrk -t1 -c32 -d{SECONDS}s (p99 also at \
+             -c128); {} rounds{}",
+            self.rounds,
+            if pinned {
+                "; server on core 0, wrk on core 1"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "  {:22} {:>28} {:>9} {:>9} {:>13} {:>12} {:>11} {:>10} {:>11} {:>9} {:>10}",
+            "server",
+            "req/s median [min-max]",
+            "p50 ms",
+            "p99 ms",
+            "p99 ms c128",
+            "CPU us/req",
+            "peak RSS MB",
+            "start ms",
+            "echo MB/s",
+            "x native",
+            "x wasmtime"
+        );
+        let mut json = Vec::new();
+        for (kind, f) in kinds.iter().zip(figures) {
+            let rps = median(&f.rps);
+            let versus_wasmtime =
+                wasmtime_rps.map_or("-".to_owned(), |w| format!("{:.2}", rps / w));
+            println!(
+                "  {:22} {:>28} {:>9.3} {:>9.3} {:>13.3} {:>12.1} {:>11.1} {:>10.0} {:>11} {:>9.2} {:>10}",
+                kind.name(),
+                format!("{rps:.0} [{:.0}-{:.0}]", min(&f.rps), max(&f.rps)),
+                median(&f.p50_ms),
+                median(&f.p99_ms),
+                median(&f.p99_ms_c128),
+                median(&f.cpu_us),
+                max(&f.peak_rss_mb),
+                median(&f.start_ms),
+                echo_figure(f),
+                rps / native_rps,
+                versus_wasmtime
+            );
+            json.push(serde_json::json!({
+                "server": kind.name(),
+                "rps": f.rps, "p50_ms": f.p50_ms, "p99_ms": f.p99_ms,
+                "p99_ms_c128": f.p99_ms_c128, "cpu_us_per_request": f.cpu_us,
+                "peak_rss_mb": f.peak_rss_mb, "start_ms": f.start_ms,
+                "echo_mb_per_s": f.echo_mb_s, "echo_errors": f.echo_errors,
+            }));
+        }
+        for (kind, f) in kinds.iter().zip(figures) {
+            for error in &f.echo_errors {
+                println!("  {}: a 50 MB echo failed: {error}", kind.name());
+            }
+        }
+        let file = self.work.join("compare.json");
+        let report = serde_json::json!({
+            "seconds": SECONDS, "rounds": self.rounds, "pinned": pinned, "servers": json,
+        });
+        std::fs::write(&file, serde_json::to_vec_pretty(&report)?)?;
+        println!("\n  every round's figures: {}", file.display());
+        Ok(())
+    }
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `command`, which prints `listening on http://ADDR` first.
+    fn printing_address(mut command: Command) -> anyhow::Result<Server> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {command:?}"))?;
+        let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?);
+        let mut first = String::new();
+        stdout.read_line(&mut first)?;
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let Some(addr) = first.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            bail!("{command:?} printed {first:?} instead of its address");
+        };
+        let server = Server {
+            addr: addr.parse()?,
+            child,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Starts `command` and polls `addr` until it answers.
+    fn polled(mut command: Command, addr: SocketAddr) -> anyhow::Result<Server> {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {command:?}"))?;
+        let server = Server { child, addr };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(self.addr) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let request = "GET /hello HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+                let mut answer = String::new();
+                if stream.write_all(request.as_bytes()).is_ok()
+                    && stream.read_to_string(&mut answer).is_ok()
+                    && answer.starts_with("HTTP/1.1 200")
+                {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        bail!("the server on {} never answered 200", self.addr)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `wrk` on the PATH, installed with apt-get when missing and possible.
+fn wrk_program() -> anyhow::Result<PathBuf> {
+    let found = |name: &str| {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    if let Some(wrk) = found("wrk") {
+        return Ok(wrk);
+    }
+    if found("apt-get").is_some() {
+        eprintln!("bench: installing wrk with apt-get");
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "wrk"])
+            .status()?;
+        if status.success()
+            && let Some(wrk) = found("wrk")
+        {
+            return Ok(wrk);
+        }
+    }
+    bail!("the benchmark needs wrk: install it (Debian: apt-get install wrk) and run again")
+}
+
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+}
+
+fn run_wrk(
+    wrk: &Path,
+    pinned: bool,
+    addr: SocketAddr,
+    connections: u32,
+    seconds: u32,
+) -> anyhow::Result<WrkResult> {
+    let mut command = if pinned {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "1"]).arg(wrk);
+        taskset
+    } else {
+        Command::new(wrk)
+    };
+    let output = command
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
+        .arg(format!("http://{addr}/hello"))
+        .output()
+        .context("run wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk reported errors:\n{text}");
+    }
+    parse_wrk(&text).with_context(|| format!("cannot read wrk's output:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<WrkResult> {
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let rps = field("Requests/sec:")?.parse().ok()?;
+    let p50_ms = latency_ms(field("50%")?)?;
+    let p99_ms = latency_ms(field("99%")?)?;
+    let requests = text
+        .lines()
+        .find(|line| line.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(WrkResult {
+        rps,
+        p50_ms,
+        p99_ms,
+        requests,
+    })
+}
+
+/// `1.23ms`, `456.00us`, `1.02s` in milliseconds.
+fn latency_ms(text: &str) -> Option<f64> {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+/// POSTs 50 MB with curl and reads the echo as it comes: MB/s through
+/// the server. (curl, not a client of our own: `wasmtime serve` 48 stalls,
+/// spinning, when a client writes 256 KiB chunks while reading the echo,
+/// and curl's pattern is the one a comparison should use.)
+fn echo(addr: SocketAddr, body: &Path) -> anyhow::Result<f64> {
+    let output = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "120",
+            "--output",
+            "/dev/null",
+        ])
+        .args(["--write-out", "%{http_code} %{size_download} %{time_total}"])
+        .args(["--header", "content-type: application/octet-stream"])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://{addr}/hello"))
+        .output()
+        .context("run curl (install it: apt-get install curl)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split_whitespace();
+    let (Some(status), Some(size), Some(seconds)) = (fields.next(), fields.next(), fields.next())
+    else {
+        bail!("curl: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let (size, seconds): (usize, f64) = (size.parse()?, seconds.parse()?);
+    if status != "200" || size != ECHO_BYTES {
+        bail!("the echo answered {status} with {size} of {ECHO_BYTES} bytes");
+    }
+    Ok(ECHO_BYTES as f64 / 1e6 / seconds)
+}
+
+/// User plus system CPU time of `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces, in parens).
+    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmHWM in /proc/PID/status")
+}
+
+/// A loopback port nothing listens on now (for a server that takes a port,
+/// not port 0).
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The echo's median MB/s, or how many of its runs failed.
+fn echo_figure(figures: &Figures) -> String {
+    match (figures.echo_mb_s.is_empty(), figures.echo_errors.len()) {
+        (false, 0) => format!("{:.0}", median(&figures.echo_mb_s)),
+        (false, failed) => format!("{:.0} ({failed} failed)", median(&figures.echo_mb_s)),
+        (true, _) => "failed".to_owned(),
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read() {
+        let text = "Running 5s test @ http://127.0.0.1:3000/hello\n  1 threads and 32 connections\n\
+                    \x20 Latency Distribution\n     50%    1.20ms\n     75%    1.50ms\n     90%    \
+                    2.00ms\n     99%  850.00us\n  123456 requests in 5.00s, 10.00MB read\n\
+                    Requests/sec:  24691.20\nTransfer/sec:      2.00MB\n";
+        let result = parse_wrk(text).unwrap();
+        assert_eq!(result.rps, 24691.2);
+        assert_eq!(result.p50_ms, 1.2);
+        assert_eq!(result.p99_ms, 0.85);
+        assert_eq!(result.requests, 123456);
+    }
+}
