@@ -401,17 +401,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("start {}", wedge.display()))?;
-        let stdout = child.stdout.take().context("piped stdout")?;
-        let mut stdout = BufReader::new(stdout);
-        let mut first = String::new();
-        stdout.read_line(&mut first)?;
-        // Keep reading (the route table), so the server never writes to a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let Some(addr) = first.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            bail!("wedge printed {first:?} instead of its address");
-        };
-        let addr = addr.parse()?;
+        let addr = listening_address(&mut child)?;
         let load_ms = Arc::new(Mutex::new(Vec::new()));
         let build_ms = Arc::new(Mutex::new(Vec::new()));
         let stderr = BufReader::new(child.stderr.take().context("piped stderr")?);
@@ -452,6 +442,22 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address a server started with piped stdout prints first, as
+/// `listening on http://ADDR` (`wedge serve`, `native-hello`). The rest of
+/// its stdout is read and dropped, so it never writes to a closed pipe; a
+/// server that prints something else is killed.
+pub fn listening_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
+    let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?);
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let Some(addr) = first.trim().strip_prefix("listening on http://") else {
+        let _ = child.kill();
+        bail!("the server printed {first:?} instead of its address");
+    };
+    Ok(addr.parse()?)
 }
 
 /// `GET path` over a fresh HTTP/1.1 connection: (status, body).

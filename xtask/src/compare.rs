@@ -5,7 +5,7 @@
 //! (A B C A B C …) for several rounds, so that the machine's drift touches
 //! them alike; every ratio compares figures from the same run.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -264,18 +264,8 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("start {command:?}"))?;
-        let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?);
-        let mut first = String::new();
-        stdout.read_line(&mut first)?;
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let Some(addr) = first.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            bail!("{command:?} printed {first:?} instead of its address");
-        };
-        let server = Server {
-            addr: addr.parse()?,
-            child,
-        };
+        let addr = crate::bench::listening_address(&mut child)?;
+        let server = Server { addr, child };
         server.wait_ready()?;
         Ok(server)
     }
