@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::RouteBuild;
 
@@ -16,8 +16,6 @@ const MAX_OUTPUT: usize = 64 << 10;
 pub struct BuildFailure {
     /// What went wrong, then what the command printed (its end).
     pub output: String,
-    /// How long it ran.
-    pub took: Duration,
 }
 
 impl fmt::Display for BuildFailure {
@@ -39,10 +37,7 @@ pub(super) async fn run(build: &RouteBuild) -> Result<(), BuildFailure> {
         }
         Err(output) => {
             tracing::error!(route = %build.name, "build failed in {ms} ms:\n{output}");
-            Err(BuildFailure {
-                output,
-                took: started.elapsed(),
-            })
+            Err(BuildFailure { output })
         }
     }
 }
