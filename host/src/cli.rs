@@ -251,7 +251,7 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             max_instances: args.load.max_instances,
             dev: args.dev || mode == Mode::Dev,
         };
-        let LoadedRoutes { table, errors } = loaded;
+        let LoadedRoutes { table, errors, .. } = loaded;
         let mut state = ServerState::new(table, options);
         let builds = (mode == Mode::Dev).then(|| discover_builds(&args.routes_dir));
         if let Some(builds) = &builds {

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -196,7 +196,21 @@ pub struct LoadedRoutes {
     pub table: RouteTable<LoadedRoute>,
     /// Bad patterns, conflicts and compile or link failures, each naming its file.
     pub errors: Vec<Arc<LoadError>>,
+    /// Route files (or their sidecars) emptied within [`SETTLE`]: taken as
+    /// mid-write, so their previous version stays. Load again after
+    /// [`SETTLE`] to take them as they are.
+    pub unsettled: Vec<PathBuf>,
 }
+
+/// How long a file emptied by a reload-time change is taken as mid-write.
+///
+/// Writing a file in place (`>`, `cp`, `std::fs::write`, editors that do
+/// not rename) truncates it first and fills it after; a rescan in between
+/// reads an empty file. An empty `.wasm` would only fail, but an empty
+/// sidecar is valid and means the defaults, which would be served (for
+/// instance every method, not just the sidecar's) until the write lands.
+/// A file that stays empty this long is what its author meant.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// Compiles route files against one engine and linker, through the cache.
 pub struct Loader {
@@ -242,24 +256,47 @@ impl Loader {
     /// A file that fails to load where `previous` served a working version
     /// of it keeps that version (and the failure is reported). Where two
     /// files conflict, one already in `previous` wins, then path order.
+    ///
+    /// On a reload (`previous` given), a route whose `.wasm` or sidecar was
+    /// emptied within [`SETTLE`] is left as `previous` had it (or out, if
+    /// new) and listed in [`LoadedRoutes::unsettled`].
     pub fn load_dir(&self, dir: &Path, previous: Option<&RouteTable<LoadedRoute>>) -> LoadedRoutes {
         let (files, scan_errors) = route_files(dir);
         let mut errors: Vec<_> = scan_errors.into_iter().map(Arc::new).collect();
+        let served_before = |file: &Path| previous.and_then(|table| table.by_file(file));
         let mut candidates = Vec::new();
+        let mut unsettled = Vec::new();
+        let mut kept = Vec::new();
         for file in files {
             let relative = file.strip_prefix(dir).unwrap_or(&file);
             match RoutePattern::from_file_path(relative) {
-                Ok(Some(pattern)) => candidates.push(Candidate {
-                    content: read_and_hash(&file),
-                    pattern,
-                    file,
-                }),
+                Ok(Some(pattern)) => {
+                    if previous.is_some()
+                        && (just_emptied(&file) || just_emptied(&file.with_extension("toml")))
+                    {
+                        tracing::debug!(file = %file.display(), "emptied just now; waiting for the write");
+                        if let Some(old) = served_before(&file) {
+                            let value = old.value.clone();
+                            kept.push(Route {
+                                pattern,
+                                file: file.clone(),
+                                value,
+                            });
+                        }
+                        unsettled.push(file);
+                        continue;
+                    }
+                    candidates.push(Candidate {
+                        content: read_and_hash(&file),
+                        pattern,
+                        file,
+                    })
+                }
                 Ok(None) => {}
                 Err(source) => errors.push(Arc::new(LoadError::Pattern { file, source })),
             }
         }
         let previous_routes = previous.map_or(&[][..], |table| table.routes());
-        let served_before = |file: &Path| previous.and_then(|table| table.by_file(file));
         // Files already served claim their patterns first.
         candidates.sort_by_key(|c| served_before(&c.file).is_none());
 
@@ -268,9 +305,10 @@ impl Loader {
         if let Err(error) = &vars {
             errors.push(Arc::new(LoadError::Settings(error.clone())));
         }
-        let routes: Vec<_> = candidates
+        // Kept versions were served before: they claim their patterns first.
+        let routes: Vec<_> = kept
             .into_iter()
-            .map(|candidate| {
+            .chain(candidates.into_iter().map(|candidate| {
                 let name: Arc<str> = candidate.pattern.to_string().into();
                 let old = served_before(&candidate.file).map(|r| &r.value);
                 let (hash, loaded) = match candidate.content {
@@ -301,11 +339,15 @@ impl Loader {
                     file: candidate.file,
                     value,
                 }
-            })
+            }))
             .collect();
         let (table, conflicts) = RouteTable::new(routes);
         errors.extend(conflicts.into_iter().map(|c| Arc::new(LoadError::from(c))));
-        LoadedRoutes { table, errors }
+        LoadedRoutes {
+            table,
+            errors,
+            unsettled,
+        }
     }
 
     /// Compiles each distinct content once, on as many threads as there are
@@ -513,6 +555,19 @@ fn failed(
 
 /// Compiled or reused versions by content hash.
 type Compiled = HashMap<String, Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>>;
+
+/// Whether `file` is empty and changed within [`SETTLE`] (a modification
+/// time in the future counts as just now).
+fn just_emptied(file: &Path) -> bool {
+    std::fs::metadata(file).is_ok_and(|meta| {
+        meta.len() == 0
+            && meta.modified().is_ok_and(|modified| {
+                SystemTime::now()
+                    .duration_since(modified)
+                    .map_or(true, |age| age < SETTLE)
+            })
+    })
+}
 
 fn read_and_hash(file: &Path) -> Result<(Vec<u8>, String), LoadError> {
     let bytes = std::fs::read(file).map_err(|source| LoadError::Io {

@@ -7,7 +7,8 @@
 //! arrive look the same: `cp` over a file, `mv` into place, editors' temp
 //! files, folders added or removed, and Kubernetes' `..data` symlink swap.
 //! Content is hashed, so only changed files compile; a version that fails to
-//! load never replaces a working one; the table is swapped atomically, and a
+//! load never replaces a working one, nor does a file emptied just now (a
+//! write in progress); the table is swapped atomically, and a
 //! request keeps the table (and instance) it started with.
 
 use std::collections::BTreeSet;
@@ -20,13 +21,14 @@ use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::Notify;
 
-use crate::loader::{LoadError, LoadedRoute, Loader};
+use crate::loader::{LoadError, LoadedRoute, Loader, SETTLE};
 use crate::routing::RouteTable;
 use crate::server::ServerState;
 
 /// Quiet time after the last event before a rescan. Short, because a
-/// half-written file never replaces a working version and the write that
-/// completes it triggers another rescan.
+/// half-written file never replaces a working version (an emptied one is
+/// waited for, see [`SETTLE`]) and the write that completes it triggers
+/// another rescan.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// Reloads the routes of one server from one folder.
@@ -70,30 +72,36 @@ impl Reloader {
         }
     }
 
-    /// Rescans the folder and swaps in the new table, logging what changed.
+    /// Rescans the folder and swaps in the new table, logging what changed;
+    /// again after [`SETTLE`] while a file looks mid-write (just emptied).
     pub async fn reload(&self) {
         let mut reported = self.reloading.lock().await;
-        tracing::debug!(dir = %self.dir.display(), "rescanning");
-        let previous = self.state.routes();
-        let loader = self.loader.clone();
-        let dir = self.dir.clone();
-        let old = previous.clone();
-        let loaded =
-            match tokio::task::spawn_blocking(move || loader.load_dir(&dir, Some(&old))).await {
+        loop {
+            tracing::debug!(dir = %self.dir.display(), "rescanning");
+            let previous = self.state.routes();
+            let loader = self.loader.clone();
+            let dir = self.dir.clone();
+            let old = previous.clone();
+            let load = move || loader.load_dir(&dir, Some(&old));
+            let loaded = match tokio::task::spawn_blocking(load).await {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     tracing::error!("reload failed, keeping the current routes: {error}");
                     return;
                 }
             };
-        let errors: BTreeSet<String> = loaded.errors.iter().map(ToString::to_string).collect();
-        for error in errors.difference(&reported) {
-            tracing::error!("{error}");
-        }
-        *reported = errors;
-        let changed = log_changes(&previous, &loaded.table);
-        if changed {
-            self.state.swap_routes(loaded.table);
+            let errors: BTreeSet<String> = loaded.errors.iter().map(ToString::to_string).collect();
+            for error in errors.difference(&reported) {
+                tracing::error!("{error}");
+            }
+            *reported = errors;
+            if log_changes(&previous, &loaded.table) {
+                self.state.swap_routes(loaded.table);
+            }
+            if loaded.unsettled.is_empty() {
+                return;
+            }
+            tokio::time::sleep(SETTLE).await;
         }
     }
 

@@ -1,9 +1,10 @@
 //! Hot reload: routes change in the running server, and no request fails.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
@@ -213,6 +214,54 @@ async fn a_broken_file_never_replaces_a_working_version() {
     server.log.wait_for("new.wasm: is a core wasm module").await;
     rename_into_place(&routes.path().join("new.wasm"), &v2);
     eventually(&client, "/new", 200, "v2").await;
+}
+
+#[tokio::test]
+async fn a_file_written_in_place_keeps_its_version_until_it_is_filled() {
+    let routes = Routes::new()
+        .with("r.wasm", "hello_v1")
+        .with_bytes("r.toml", br#"methods = ["GET"]"#);
+    let server = Server::start(routes.path()).await;
+    let client = server.http1();
+    assert_eq!(client.post("/r", "x").await.status(), 405);
+    // Truncated, then filled a moment later, as `>`, `cp` and most editors
+    // write. Rescans run while it is empty: an empty sidecar would mean the
+    // defaults (every method), an empty `.wasm` a load error.
+    let sidecar = b"methods = [\"GET\"]\ntimeout = \"5s\"\n".to_vec();
+    for (file, content, body) in [("r.toml", sidecar, "v1"), ("r.wasm", v2(), "v2")] {
+        let mut emptied = std::fs::File::create(routes.path().join(file)).expect("truncate");
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            let answer = client.get("/r").await;
+            assert_eq!(
+                (answer.status().as_u16(), text(&answer)),
+                (200, "v1"),
+                "{file} empty"
+            );
+            assert_eq!(client.post("/r", "x").await.status(), 405, "{file} empty");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        emptied.write_all(&content).expect("fill");
+        drop(emptied);
+        eventually(&client, "/r", 200, body).await;
+        assert_eq!(client.post("/r", "x").await.status(), 405);
+    }
+    assert!(
+        !server.log.text().contains("is not a WebAssembly component"),
+        "the empty .wasm was loaded:\n{}",
+        server.log.text()
+    );
+    // A sidecar that stays empty means the defaults: every method.
+    std::fs::File::create(routes.path().join("r.toml")).expect("truncate");
+    let mut status = 0;
+    for _ in 0..500 {
+        status = client.post("/r", "x").await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200, "an emptied sidecar never took effect");
 }
 
 #[tokio::test]
