@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,6 +68,9 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// Serving threads, each with its own event loop [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<NonZeroUsize>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -212,17 +216,23 @@ enum Mode {
 }
 
 fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // This runtime loads, reloads, builds and watches; requests are served
+    // on their own threads (`server::run_threads`), which never compile.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     check_routes_dir(&args.routes_dir)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}; pick another address with --listen",
-                    args.listen
-                )
-            })?;
+        let listener = std::net::TcpListener::bind(args.listen).with_context(|| {
+            format!(
+                "cannot listen on {}; pick another address with --listen",
+                args.listen
+            )
+        })?;
         let (engine, loader) = new_loader(&args.load)?;
         let loader = Arc::new(loader);
         let loaded = tokio::task::spawn_blocking({
@@ -279,7 +289,7 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             )?),
             None => None,
         };
-        server::run(listener, state, shutdown_signal()).await?;
+        server::run_threads(listener, state, threads, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -119,8 +119,10 @@ impl Bench {
         std::fs::write(routes.join("spin.toml"), "timeout = \"1s\"\n")?;
         let server = Server::start(&self.wedge, &routes, &cache)?;
         wait_for(server.addr, "/ok", "v1")?;
+        // Spaced 10 ms apart, so the samples span the neighbours' activity.
         let measure = || {
             sample(SAMPLES, || {
+                std::thread::sleep(Duration::from_millis(10));
                 let started = Instant::now();
                 let (status, _) = get(server.addr, "/ok")?;
                 anyhow::ensure!(status == 200, "GET /ok answered {status}");
@@ -148,6 +150,37 @@ impl Bench {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let timeouts: usize = noise.into_iter().map(|t| t.join().unwrap_or(0)).sum();
         let noisy = noisy?;
+
+        // Another route rewritten every 100 ms with content never seen
+        // before, so the server compiles back to back, off the threads that
+        // serve /ok.
+        let big =
+            std::fs::read(self.guests.join("sdk_probe.wasm")).context("read sdk_probe.wasm")?;
+        stop.store(false, std::sync::atomic::Ordering::Relaxed);
+        let rewriter = {
+            let (stop, routes) = (stop.clone(), routes.clone());
+            std::thread::spawn(move || -> anyhow::Result<usize> {
+                let mut versions = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let temporary = routes.join(".big.wasm.tmp");
+                    std::fs::write(
+                        &temporary,
+                        with_custom_section(&big, &format!("noisy-{versions}")),
+                    )?;
+                    std::fs::rename(&temporary, routes.join("big.wasm"))?;
+                    versions += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(versions)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let compiling = measure();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let versions = rewriter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the rewriter panicked"))??;
+        let compiling = compiling?;
         let median = |samples: &[Duration]| {
             let mut sorted = samples.to_vec();
             sorted.sort();
@@ -155,7 +188,8 @@ impl Bench {
         };
         print_rows(
             &format!(
-                "GET /ok ({SAMPLES} requests), beside {NOISE} clients looping on a busy guest (timeout 1 s)"
+                "GET /ok ({SAMPLES} requests, 10 ms apart): alone, beside {NOISE} clients looping on a busy \
+                 guest (timeout 1 s), beside a route recompiling"
             ),
             &[
                 ("alone".into(), summary(&quiet)),
@@ -166,6 +200,14 @@ impl Bench {
                 (
                     "median ratio noisy / alone".into(),
                     format!("{:.1}x", ms(median(&noisy)) / ms(median(&quiet))),
+                ),
+                (
+                    format!("beside a route recompiling ({versions} versions)"),
+                    summary(&compiling),
+                ),
+                (
+                    "median ratio compiling / alone".into(),
+                    format!("{:.1}x", ms(median(&compiling)) / ms(median(&quiet))),
                 ),
             ],
         );

@@ -61,7 +61,9 @@ struct Figures {
     p99_ms: Vec<f64>,
     p99_ms_c128: Vec<f64>,
     cpu_us: Vec<f64>,
+    /// Peak RSS by the end of the c32 run, and by the end of the c128 one.
     peak_rss_mb: Vec<f64>,
+    peak_rss_mb_c128: Vec<f64>,
     start_ms: Vec<f64>,
     echo_mb_s: Vec<f64>,
     /// Echoes that failed, and why: reported, not fatal, so that one
@@ -114,12 +116,14 @@ impl Compare {
                 into.p50_ms.push(result.p50_ms);
                 into.p99_ms.push(result.p99_ms);
                 into.cpu_us.push(cpu * 1e6 / result.requests.max(1) as f64);
+                into.peak_rss_mb
+                    .push(peak_rss_kib(server.pid())? as f64 / 1024.0);
             } else {
                 into.p99_ms_c128.push(result.p99_ms);
+                into.peak_rss_mb_c128
+                    .push(peak_rss_kib(server.pid())? as f64 / 1024.0);
             }
         }
-        into.peak_rss_mb
-            .push(peak_rss_kib(server.pid())? as f64 / 1024.0);
         drop(server);
 
         let server = self.start(kind, &self.echo, pinned)?;
@@ -195,14 +199,15 @@ impl Compare {
             }
         );
         println!(
-            "  {:22} {:>28} {:>9} {:>9} {:>13} {:>12} {:>11} {:>10} {:>11} {:>9} {:>10}",
+            "  {:22} {:>28} {:>9} {:>9} {:>13} {:>12} {:>9} {:>10} {:>10} {:>11} {:>9} {:>10}",
             "server",
             "req/s median [min-max]",
             "p50 ms",
             "p99 ms",
             "p99 ms c128",
             "CPU us/req",
-            "peak RSS MB",
+            "RSS MB",
+            "RSS c128",
             "start ms",
             "echo MB/s",
             "x native",
@@ -214,7 +219,7 @@ impl Compare {
             let versus_wasmtime =
                 wasmtime_rps.map_or("-".to_owned(), |w| format!("{:.2}", rps / w));
             println!(
-                "  {:22} {:>28} {:>9.3} {:>9.3} {:>13.3} {:>12.1} {:>11.1} {:>10.0} {:>11} {:>9.2} {:>10}",
+                "  {:22} {:>28} {:>9.3} {:>9.3} {:>13.3} {:>12.1} {:>9.1} {:>10.1} {:>10.0} {:>11} {:>9.2} {:>10}",
                 kind.name(),
                 format!("{rps:.0} [{:.0}-{:.0}]", min(&f.rps), max(&f.rps)),
                 median(&f.p50_ms),
@@ -222,6 +227,7 @@ impl Compare {
                 median(&f.p99_ms_c128),
                 median(&f.cpu_us),
                 max(&f.peak_rss_mb),
+                max(&f.peak_rss_mb_c128),
                 median(&f.start_ms),
                 echo_figure(f),
                 rps / native_rps,
@@ -231,7 +237,8 @@ impl Compare {
                 "server": kind.name(),
                 "rps": f.rps, "p50_ms": f.p50_ms, "p99_ms": f.p99_ms,
                 "p99_ms_c128": f.p99_ms_c128, "cpu_us_per_request": f.cpu_us,
-                "peak_rss_mb": f.peak_rss_mb, "start_ms": f.start_ms,
+                "peak_rss_mb": f.peak_rss_mb, "peak_rss_mb_c128": f.peak_rss_mb_c128,
+                "start_ms": f.start_ms,
                 "echo_mb_per_s": f.echo_mb_s, "echo_errors": f.echo_errors,
             }));
         }

@@ -1,5 +1,6 @@
-//! The HTTP server: one listener speaking HTTP/1.1 and h2c, each request
-//! routed through the table to a fresh sandboxed instance.
+//! The HTTP server: one listener speaking HTTP/1.1 and h2c, served by one
+//! event loop per thread, each request routed through the table to a fresh
+//! sandboxed instance.
 
 mod dispatch;
 mod methods;
@@ -10,6 +11,7 @@ mod request_id;
 use request_id::RequestIds;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +85,8 @@ pub struct ServerState {
     routes: ArcSwap<RouteTable<LoadedRoute>>,
     /// One permit per instance slot of the engine's pool.
     instances: Arc<Semaphore>,
+    /// One permit per open client connection, on every serving thread.
+    connections: Arc<Semaphore>,
     options: ServerOptions,
     request_ids: RequestIds,
     /// `wedge dev`'s builds, which requests wait for and report.
@@ -95,6 +99,9 @@ impl ServerState {
         ServerState {
             routes: ArcSwap::from_pointee(routes),
             instances: Arc::new(Semaphore::new(options.max_instances as usize)),
+            connections: Arc::new(Semaphore::new(
+                options.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
             options,
             request_ids: RequestIds::new(),
             builds: None,
@@ -125,12 +132,108 @@ impl ServerState {
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to the shutdown grace.
+/// in-flight requests finish for up to the shutdown grace. Everything runs
+/// on the caller's runtime; [`run_threads`] spreads a listener over threads.
 pub async fn run(
     listener: TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let graceful = accept(listener, &state, shutdown).await;
+    log_shutdown(&state);
+    if let Some(running) = drain(graceful, &state).await {
+        log_grace_over(&state, running);
+    }
+    Ok(())
+}
+
+/// Serves `listener` on `threads` threads, each with its own
+/// single-threaded event loop, until `shutdown` resolves; then lets
+/// in-flight requests finish for up to the shutdown grace.
+///
+/// A connection and every request on it stay on the thread that accepted
+/// it: its tasks wake and run where their data is, with no work stealing
+/// or cross-thread wake-ups (the README's Performance section has the
+/// A/B). The threads share one listening socket, each waiting on its own
+/// handle: an idle thread takes the next connection, and no other process
+/// can join the port, as it could with `SO_REUSEPORT`. Nothing else runs
+/// on these threads: compiling and reloading happen on the caller's
+/// runtime and its blocking pool.
+pub async fn run_threads(
+    listener: std::net::TcpListener,
+    state: Arc<ServerState>,
+    threads: NonZeroUsize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (finished, mut results) = tokio::sync::mpsc::unbounded_channel();
+    for index in 0..threads.get() {
+        let listener = listener.try_clone()?;
+        let state = state.clone();
+        let mut stopped = stopped.clone();
+        let finished = finished.clone();
+        let serve = move || -> std::io::Result<Option<usize>> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let listener = TcpListener::from_std(listener)?;
+                let stop = async move {
+                    // An error means the sender is gone: stop too.
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let graceful = accept(listener, &state, stop).await;
+                Ok(drain(graceful, &state).await)
+            })
+        };
+        std::thread::Builder::new()
+            .name(format!("wedge-serve-{index}"))
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+                let _ = finished.send(result);
+            })?;
+    }
+    drop((listener, finished));
+    tracing::info!("serving on {threads} thread(s)");
+    tokio::pin!(shutdown);
+    let mut early = None;
+    tokio::select! {
+        () = &mut shutdown => {}
+        // A thread that ends before shutdown could not start (or panicked).
+        result = results.recv() => early = Some(result),
+    }
+    log_shutdown(&state);
+    let _ = stop.send(true);
+    // Every thread's grace ends at about the same time; each counts the
+    // instances still running then, before its runtime drops them.
+    let mut running = None;
+    let mut failure = None;
+    let mut record = |result: Option<std::io::Result<Option<usize>>>| match result {
+        Some(Ok(left)) => running = running.max(left),
+        Some(Err(error)) => failure = Some(error),
+        None => {}
+    };
+    if let Some(result) = early {
+        record(result);
+    }
+    while let Some(result) = results.recv().await {
+        record(Some(result));
+    }
+    if let Some(running) = running {
+        log_grace_over(&state, running);
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Accepts connections until `shutdown`; what the connections are
+/// watched by, to drain them.
+async fn accept(
+    listener: TcpListener,
+    state: &Arc<ServerState>,
+    shutdown: impl Future<Output = ()>,
+) -> GracefulShutdown {
     let options = &state.options;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -147,12 +250,11 @@ pub async fn run(
         .keep_alive_interval(Some(options.header_timeout))
         .keep_alive_timeout(options.header_timeout)
         .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
-    let connections = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+            permit = state.connections.clone().acquire_owned() => permit.expect("never closed"),
             () = &mut shutdown => break,
         };
         let (stream, client) = tokio::select! {
@@ -169,20 +271,29 @@ pub async fn run(
         };
         serve_connection(&builder, &graceful, stream, client, state.clone(), permit);
     }
-    drop(listener);
+    graceful
+}
+
+/// Waits up to the shutdown grace for `graceful`'s connections to finish;
+/// if they did not, the guest instances still running (on every thread).
+async fn drain(graceful: GracefulShutdown, state: &ServerState) -> Option<usize> {
+    tokio::time::timeout(state.options.shutdown_grace, graceful.shutdown())
+        .await
+        .err()
+        .map(|_| state.running())
+}
+
+fn log_shutdown(state: &ServerState) {
     let grace = state.options.shutdown_grace;
     tracing::info!("shutting down: no new connections; in-flight requests have {grace:?}");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "shutdown grace of {grace:?} over with {} guest instance(s) still running; \
-             closing their connections",
-            state.running()
-        );
-    }
-    Ok(())
+}
+
+fn log_grace_over(state: &ServerState, running: usize) {
+    tracing::warn!(
+        "shutdown grace of {:?} over with {running} guest instance(s) still running; \
+         closing their connections",
+        state.options.shutdown_grace,
+    );
 }
 
 fn serve_connection(

@@ -106,10 +106,14 @@ async fn a_port_in_use_is_a_clear_error() {
 
 #[tokio::test]
 async fn bad_flags_exit_with_usage_error_2() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["serve", "--listen", "not-an-address"],
             "invalid value 'not-an-address' for '--listen",
+        ),
+        (
+            &["serve", "--threads", "0"],
+            "invalid value '0' for '--threads",
         ),
         (&["serve", "--bogus"], "unexpected argument '--bogus'"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),

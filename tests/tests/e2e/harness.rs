@@ -214,6 +214,11 @@ impl Server {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server is running")
+    }
+
     /// Stops the server with SIGTERM and waits for it to exit; its exit code.
     pub async fn stop(mut self) -> i32 {
         let pid = self.child.id().expect("server is running");

@@ -163,11 +163,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn connections_over_the_cap_wait_to_be_accepted() {
     let routes = Routes::new().with("ok.wasm", "inspect");
-    let server = Server::start_with(
-        routes.path(),
-        &[OsStr::new("--max-connections"), OsStr::new("1")],
-    )
-    .await;
+    // The cap is the server's, not each serving thread's.
+    let args = ["--max-connections", "1", "--threads", "2"].map(OsStr::new);
+    let server = Server::start_with(routes.path(), &args).await;
     let holder = TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let waiting = tokio::spawn({
@@ -182,6 +180,37 @@ async fn connections_over_the_cap_wait_to_be_accepted() {
     drop(holder);
     let status = tokio::time::timeout(Duration::from_secs(10), waiting).await;
     assert_eq!(status.expect("served once the first closed").unwrap(), 200);
+}
+
+#[tokio::test]
+async fn every_serving_thread_takes_connections() {
+    let routes = Routes::new().with("ok.wasm", "hello_v1");
+    let args = ["--threads", "3"].map(OsStr::new);
+    let server = Server::start_with(routes.path(), &args).await;
+    server.log.wait_for("serving on 3 thread(s)").await;
+    #[cfg(target_os = "linux")]
+    {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap();
+        let serving = tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("wedge-serve-"))
+            .count();
+        assert_eq!(serving, 3);
+    }
+    // New connections, each one request, many at once: whichever thread
+    // accepts one serves it.
+    let requests: Vec<_> = (0..48)
+        .map(|_| {
+            let client = server.http1();
+            tokio::spawn(async move {
+                let answer = client.get("/ok").await;
+                (answer.status().as_u16(), text(&answer).to_owned())
+            })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), (200, "v1".to_owned()));
+    }
 }
 
 #[tokio::test]
