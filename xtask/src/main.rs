@@ -51,7 +51,7 @@ enum Task {
     /// Everything CI runs: formatting, lints (host and guests), all tests.
     Test,
     /// Benchmarks, on the release build. Without a subcommand: Wedge beside
-    /// native hyper and `wasmtime serve` under wrk.
+    /// native hyper and `wasmtime serve` under wrk, then `noisy`.
     Bench {
         #[command(subcommand)]
         which: Option<BenchKind>,
@@ -70,7 +70,8 @@ enum BenchKind {
     /// Hot-reload latency (rename to first new response) and start-up with
     /// 100 routes, each with a cold and a warm compile cache.
     Reload,
-    /// A well-behaved route's latency alone and beside busy-looping guests.
+    /// A well-behaved route's latency alone, beside busy-looping guests and
+    /// beside a route recompiling (also run after the comparison).
     Noisy,
     /// `wedge dev`: from saving a handler's source to its new response.
     Dev,
@@ -333,7 +334,9 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
             work: bench.work.clone(),
             rounds: rounds.max(1),
         };
-        return compare.run();
+        compare.run()?;
+        // The table includes a neighbour's latency: run it too.
+        return bench.noisy();
     };
     match which {
         BenchKind::Reload => bench.reload(),
