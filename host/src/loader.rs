@@ -130,27 +130,24 @@ impl SettingsSource {
     }
 
     /// The settings for the route served by `wasm`: its sidecar (same name,
-    /// `.toml`) over the config's defaults over the built-in defaults.
+    /// `.toml`, read as `sidecar`) over the config's defaults over the
+    /// built-in defaults.
     fn for_route(
         &self,
         wasm: &Path,
+        sidecar: &Result<Option<String>, SettingsError>,
         vars: &BTreeMap<String, String>,
     ) -> Result<RouteSettings, SettingsError> {
-        let sidecar = wasm.with_extension("toml");
-        let layer = match std::fs::read_to_string(&sidecar) {
-            Ok(text) => Some(SettingsLayer::parse_sidecar(&sidecar, &text)?),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => {
-                return Err(SettingsError {
-                    file: sidecar,
-                    key: None,
-                    message: format!("cannot read: {error}"),
-                });
-            }
+        let sidecar_file = wasm.with_extension("toml");
+        let sidecar_file = sidecar_file.as_path();
+        let layer = match sidecar {
+            Ok(Some(text)) => Some(SettingsLayer::parse_sidecar(sidecar_file, text)?),
+            Ok(None) => None,
+            Err(error) => return Err(error.clone()),
         };
         let lookup = |name: &str| std::env::var(name).ok().or_else(|| vars.get(name).cloned());
         RouteSettings::resolve(
-            layer.as_ref().map(|layer| (sidecar.as_path(), layer)),
+            layer.as_ref().map(|layer| (sidecar_file, layer)),
             self.config
                 .as_ref()
                 .map(|(file, layer)| (file.as_path(), layer)),
@@ -227,6 +224,9 @@ struct Candidate {
     pattern: RoutePattern,
     file: PathBuf,
     content: Result<(Vec<u8>, String), LoadError>,
+    /// Its sidecar's text, if it has one; read with the content, so that
+    /// what is checked for being mid-write is what is loaded.
+    sidecar: Result<Option<String>, SettingsError>,
 }
 
 impl Loader {
@@ -271,9 +271,16 @@ impl Loader {
             let relative = file.strip_prefix(dir).unwrap_or(&file);
             match RoutePattern::from_file_path(relative) {
                 Ok(Some(pattern)) => {
-                    if previous.is_some()
-                        && (just_emptied(&file) || just_emptied(&file.with_extension("toml")))
-                    {
+                    let content = read_and_hash(&file);
+                    let sidecar_file = file.with_extension("toml");
+                    let sidecar = read_sidecar(&sidecar_file);
+                    // Read empty just after a change: a write in progress.
+                    let wasm_empty = matches!(&content, Ok((bytes, _)) if bytes.is_empty());
+                    let sidecar_empty = matches!(&sidecar, Ok(Some(text)) if text.is_empty());
+                    let mid_write = previous.is_some()
+                        && ((wasm_empty && just_changed(&file))
+                            || (sidecar_empty && just_changed(&sidecar_file)));
+                    if mid_write {
                         tracing::debug!(file = %file.display(), "emptied just now; waiting for the write");
                         if let Some(old) = served_before(&file) {
                             let value = old.value.clone();
@@ -287,7 +294,8 @@ impl Loader {
                         continue;
                     }
                     candidates.push(Candidate {
-                        content: read_and_hash(&file),
+                        content,
+                        sidecar,
                         pattern,
                         file,
                     })
@@ -321,7 +329,9 @@ impl Loader {
                     Err(error) => (String::new(), Err(Arc::new(error))),
                 };
                 let settings = match &vars {
-                    Ok(vars) => self.settings.for_route(&candidate.file, vars),
+                    Ok(vars) => self
+                        .settings
+                        .for_route(&candidate.file, &candidate.sidecar, vars),
                     Err(error) => Err(error.clone()),
                 };
                 let value = match (loaded, settings) {
@@ -556,17 +566,29 @@ fn failed(
 /// Compiled or reused versions by content hash.
 type Compiled = HashMap<String, Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>>;
 
-/// Whether `file` is empty and changed within [`SETTLE`] (a modification
-/// time in the future counts as just now).
-fn just_emptied(file: &Path) -> bool {
-    std::fs::metadata(file).is_ok_and(|meta| {
-        meta.len() == 0
-            && meta.modified().is_ok_and(|modified| {
-                SystemTime::now()
-                    .duration_since(modified)
-                    .map_or(true, |age| age < SETTLE)
-            })
-    })
+/// Whether `file` changed within [`SETTLE`] (a modification time in the
+/// future counts as just now). Asked after reading it empty.
+fn just_changed(file: &Path) -> bool {
+    std::fs::metadata(file)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|modified| {
+            SystemTime::now()
+                .duration_since(modified)
+                .map_or(true, |age| age < SETTLE)
+        })
+}
+
+/// A route's sidecar text; `None` when it has none.
+fn read_sidecar(file: &Path) -> Result<Option<String>, SettingsError> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(SettingsError {
+            file: file.to_owned(),
+            key: None,
+            message: format!("cannot read: {error}"),
+        }),
+    }
 }
 
 fn read_and_hash(file: &Path) -> Result<(Vec<u8>, String), LoadError> {
