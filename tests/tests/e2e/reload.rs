@@ -53,6 +53,19 @@ pub(crate) async fn eventually_json(client: &Http, path: &str, expected: serde_j
     panic!("GET {path} never answered {expected}; last: {last:?}");
 }
 
+/// Waits until `POST path` (body `x`) answers 200; panics after ~5 s.
+pub(crate) async fn eventually_post_ok(client: &Http, path: &str) {
+    let mut status = 0;
+    for _ in 0..500 {
+        status = client.post(path, "x").await.status().as_u16();
+        if status == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("POST {path} never answered 200; last: {status}");
+}
+
 fn v1() -> Vec<u8> {
     std::fs::read(guest("hello_v1")).expect("read hello_v1")
 }
@@ -253,15 +266,7 @@ async fn a_file_written_in_place_keeps_its_version_until_it_is_filled() {
     );
     // A sidecar that stays empty means the defaults: every method.
     std::fs::File::create(routes.path().join("r.toml")).expect("truncate");
-    let mut status = 0;
-    for _ in 0..500 {
-        status = client.post("/r", "x").await.status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, 200, "an emptied sidecar never took effect");
+    eventually_post_ok(&client, "/r").await;
 }
 
 #[tokio::test]
