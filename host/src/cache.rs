@@ -58,6 +58,16 @@ pub enum CacheError {
     },
 }
 
+/// Compile-cache lookups, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct CacheStats {
+    /// Components deserialized from the cache.
+    pub hits: prometheus_client::metrics::counter::Counter,
+    /// Components compiled because the cache did not hold them (or held
+    /// an unusable entry).
+    pub misses: prometheus_client::metrics::counter::Counter,
+}
+
 /// A folder of compiled components.
 #[derive(Debug)]
 pub struct CompileCache {

@@ -11,14 +11,17 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::admin::{self, Admin, Phase};
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
 use crate::dev::Builds;
 use crate::engine::{DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine};
 use crate::loader::{LoadedRoutes, Loader, SettingsSource};
+use crate::metrics::Metrics;
 use crate::reload::{Reloader, log_changes};
 use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
-use crate::server::{self, DEFAULT_MAX_CONNECTIONS, ServerOptions, ServerState};
+use crate::server::tls::{Certificate, TlsFiles};
+use crate::server::{self, DEFAULT_MAX_CONNECTIONS, ServerOptions, ServerState, TrustedProxies};
 use crate::settings::ConfigFile;
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
@@ -27,6 +30,20 @@ use crate::settings::ConfigFile;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines for people (`pretty`) or for log collectors (`json`, one
+    /// object per line); `RUST_LOG` filters either.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Pretty,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the
+    /// event's fields, and the request span's `id`.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +64,22 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Serve /healthz, /readyz, /metrics and /routes on this address (off
+    /// unless given; never on --listen).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); re-read
+    /// when it changes.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Peers whose X-Forwarded-For gives the client's address (and whose
+    /// x-request-id is kept): CIDR ranges or addresses, repeated or
+    /// comma-separated.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = server::parse_range)]
+    trust_proxy: Vec<ipnet::IpNet>,
     /// Do not watch the routes folder: serve what was there at start-up.
     #[arg(long)]
     no_watch: bool,
@@ -57,6 +90,11 @@ struct ServeArgs {
     /// How long in-flight requests may finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// After SIGINT/SIGTERM, keep accepting this long with /readyz at 503,
+    /// so load balancers stop sending before connections are refused; then
+    /// drain within --shutdown-grace.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
     /// How long a client may take to send request headers, and an idle
     /// keep-alive connection may stay open.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -156,14 +194,22 @@ impl LoadArgs {
 /// Runs the command line; exit code 0 on success, 1 on failure, 2 on usage errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Pretty => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args, Mode::Serve),
         Command::Dev(args) => serve(args, Mode::Dev),
@@ -216,8 +262,9 @@ enum Mode {
 }
 
 fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
-    // This runtime loads, reloads, builds and watches; requests are served
-    // on their own threads (`server::run_threads`), which never compile.
+    // This runtime loads, reloads, builds, watches and answers the admin
+    // listener; requests are served on their own threads
+    // (`server::run_threads`), which never compile.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -226,6 +273,16 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Some(Certificate::load(files)?)
+        }
+        _ => None,
+    };
     runtime.block_on(async {
         let listener = std::net::TcpListener::bind(args.listen).with_context(|| {
             format!(
@@ -233,7 +290,25 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
                 args.listen
             )
         })?;
+        let admin_listener = match args.admin {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for --admin; pick another address")
+            })?),
+            None => None,
+        };
         let (engine, loader) = new_loader(&args.load)?;
+        let metrics = Arc::new(Metrics::new(loader.cache_stats()));
+        let admin = Arc::new(Admin::new(metrics.clone(), &args.routes_dir));
+        // Probes are answered while the first table loads (a cold cache
+        // can take seconds): alive, not ready.
+        let admin_addr = match admin_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                tokio::spawn(admin::serve(listener, admin.clone()));
+                Some(addr)
+            }
+            None => None,
+        };
         let loader = Arc::new(loader);
         let loaded = tokio::task::spawn_blocking({
             let (loader, dir) = (loader.clone(), args.routes_dir.clone());
@@ -244,14 +319,20 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             tracing::error!("{error}");
         }
         log_changes(&RouteTable::new([]).0, &loaded.table);
+        metrics.record_load(None, &loaded.table);
         let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
+        let scheme = if certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         // stdout may be closed (a supervisor that read the address and left):
         // that must not stop the server, so print errors are ignored.
-        let _ = writeln!(
-            std::io::stdout(),
-            "listening on http://{}",
-            listener.local_addr()?
-        );
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on {scheme}://{}", listener.local_addr()?);
+        if let Some(addr) = admin_addr {
+            let _ = writeln!(out, "admin on http://{addr}");
+        }
         print_table(&args.routes_dir, &loaded);
         let options = ServerOptions {
             header_timeout: args.header_timeout,
@@ -262,12 +343,32 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             dev: args.dev || mode == Mode::Dev,
         };
         let LoadedRoutes { table, errors, .. } = loaded;
-        let mut state = ServerState::new(table, options);
+        let mut state = ServerState::new(table, options)
+            .with_metrics(metrics)
+            .with_proxies(TrustedProxies::new(args.trust_proxy.clone()));
+        let _certificate_watch = match &certificate {
+            Some(certificate) => {
+                let acceptor = certificate.acceptor().context("cannot configure TLS")?;
+                state = state.with_tls(acceptor);
+                match certificate.watch() {
+                    Ok(watch) => Some(watch),
+                    Err(error) => {
+                        tracing::warn!(
+                            "cannot watch the TLS files ({error}); a renewed certificate \
+                             needs a restart"
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let builds = (mode == Mode::Dev).then(|| discover_builds(&args.routes_dir));
         if let Some(builds) = &builds {
             state = state.with_builds(builds.clone());
         }
         let state = Arc::new(state);
+        admin.serving(state.clone());
         let also = [&args.load.config, &args.load.env_file];
         let also = also.into_iter().flatten().cloned().collect();
         let reloader = Reloader::new(loader, args.routes_dir.clone(), also, state.clone());
@@ -289,7 +390,21 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             )?),
             None => None,
         };
-        server::run_threads(listener, state, threads, shutdown_signal()).await?;
+        let delay = args.shutdown_delay;
+        let shutdown = async move {
+            shutdown_signal().await;
+            // Not ready first, so that load balancers stop sending; only
+            // then stop accepting.
+            admin.set_phase(Phase::Draining);
+            if !delay.is_zero() {
+                tracing::info!(
+                    "shutdown signal: /readyz now 503; still accepting for {delay:?} \
+                     (--shutdown-delay)"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
+        server::run_threads(listener, state, threads, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -36,12 +36,14 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod dev;
 pub mod engine;
 mod guest_log;
 pub mod loader;
+pub mod metrics;
 pub mod outbound;
 pub mod reload;
 pub mod routing;

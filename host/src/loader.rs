@@ -16,7 +16,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use tokio::sync::Semaphore;
 
-use crate::cache::CompileCache;
+use crate::cache::{CacheStats, CompileCache};
 use crate::routing::{PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
 use crate::settings::{RouteSettings, SettingsError, SettingsLayer, parse_env_file};
@@ -84,6 +84,12 @@ pub struct LoadedRoute {
     pub state: Result<Ready, Arc<LoadError>>,
     /// How this version was obtained.
     pub origin: Origin,
+    /// When this version was loaded (or failed to load).
+    pub loaded_at: SystemTime,
+    /// Why the last load of the file failed, if it did: the route's own
+    /// error when it has no working version, or the newer version's while
+    /// an older one keeps serving. Cleared by the next load that works.
+    pub last_error: Option<Arc<LoadError>>,
 }
 
 impl LoadedRoute {
@@ -217,6 +223,7 @@ pub struct Loader {
     settings: SettingsSource,
     /// Part of every cache key: entries from another engine are never found.
     engine_hash: String,
+    cache_stats: CacheStats,
 }
 
 /// A route file read from disk, before compiling.
@@ -247,7 +254,13 @@ impl Loader {
             cache,
             settings,
             engine_hash,
+            cache_stats: CacheStats::default(),
         }
+    }
+
+    /// How often a component was found in the compile cache, and not.
+    pub fn cache_stats(&self) -> &CacheStats {
+        &self.cache_stats
     }
 
     /// Loads every route under `dir`, reusing whatever `previous` already
@@ -436,8 +449,14 @@ impl Loader {
         let key = format!("{hash}-{}", self.engine_hash);
         let cached = self.cache.as_ref().and_then(|cache| cache.get(&key));
         let (component, cached) = match cached.map(|payload| self.deserialize(&payload)) {
-            Some(Ok(component)) => (component, true),
+            Some(Ok(component)) => {
+                self.cache_stats.hits.inc();
+                (component, true)
+            }
             cached => {
+                if self.cache.is_some() {
+                    self.cache_stats.misses.inc();
+                }
                 if let Some(Err(error)) = cached {
                     tracing::warn!(file = %file.display(), "compile cache entry unusable ({error:#}); recompiling");
                 }
@@ -514,7 +533,10 @@ fn ready(
         && let Ok(ready) = &old.state
         && *ready.settings == settings
     {
-        return old.clone();
+        return LoadedRoute {
+            last_error: None,
+            ..old.clone()
+        };
     }
     let slots = settings
         .max_concurrency
@@ -528,6 +550,8 @@ fn ready(
             slots,
         }),
         origin,
+        loaded_at: SystemTime::now(),
+        last_error: None,
     }
 }
 
@@ -541,13 +565,16 @@ fn failed(
 ) -> LoadedRoute {
     match old {
         Some(old) if old.state.is_ok() => {
-            errors.push(error);
+            errors.push(error.clone());
             tracing::warn!(
                 route = %name,
                 "new version failed to load; still serving version {}",
                 old.short_hash()
             );
-            old.clone()
+            LoadedRoute {
+                last_error: Some(error),
+                ..old.clone()
+            }
         }
         // The same compile failure, reported when it happened.
         Some(old) if matches!(&old.state, Err(e) if Arc::ptr_eq(e, &error)) => old.clone(),
@@ -556,8 +583,10 @@ fn failed(
             LoadedRoute {
                 name,
                 hash,
-                state: Err(error),
+                state: Err(error.clone()),
                 origin: Origin::Failed,
+                loaded_at: SystemTime::now(),
+                last_error: Some(error),
             }
         }
     }

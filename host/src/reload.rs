@@ -22,6 +22,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::Notify;
 
 use crate::loader::{LoadError, LoadedRoute, Loader, SETTLE};
+use crate::metrics::same_error;
 use crate::routing::RouteTable;
 use crate::server::ServerState;
 
@@ -96,6 +97,9 @@ impl Reloader {
             }
             *reported = errors;
             if log_changes(&previous, &loaded.table) {
+                self.state
+                    .metrics()
+                    .record_load(Some(&previous), &loaded.table);
                 self.state.swap_routes(loaded.table);
             }
             if loaded.unsettled.is_empty() {
@@ -198,6 +202,10 @@ pub(crate) fn log_changes(
         match previous.by_file(&route.file) {
             Some(old) if old.value.hash == new.hash && old.pattern == route.pattern => {
                 if same_state(&old.value, new) {
+                    // A new failure beside a working version (or its end)
+                    // is logged where it happens; `/routes` shows it.
+                    let (old, new) = (old.value.last_error.as_ref(), new.last_error.as_ref());
+                    changed |= !same_error(old, new);
                     continue;
                 }
                 tracing::info!(route = %new.name, %file, "route settings updated");

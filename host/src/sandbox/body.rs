@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::RunStats;
 use super::run::Failure;
 
 /// The client's request body, failing once more than `limit` bytes arrive,
@@ -20,16 +21,24 @@ pub(super) struct LimitedBody<B> {
     limit: u64,
     read: u64,
     exceeded: Arc<AtomicBool>,
+    stats: Arc<RunStats>,
 }
 
 impl<B> LimitedBody<B> {
-    /// `exceeded` is set when the body passes `limit`.
-    pub(super) fn new(body: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    /// `exceeded` is set when the body passes `limit`; what is read is
+    /// counted in `stats`.
+    pub(super) fn new(
+        body: B,
+        limit: u64,
+        exceeded: Arc<AtomicBool>,
+        stats: Arc<RunStats>,
+    ) -> Self {
         LimitedBody {
             body,
             limit,
             read: 0,
             exceeded,
+            stats,
         }
     }
 }
@@ -54,6 +63,7 @@ where
         };
         if let Some(data) = frame.data_ref() {
             self.read += data.len() as u64;
+            self.stats.add_body_read(data.len() as u64);
             if self.read > self.limit {
                 self.exceeded.store(true, Ordering::Release);
                 let read = self.read;

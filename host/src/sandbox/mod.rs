@@ -17,6 +17,7 @@ mod body;
 mod run;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Linker, ResourceTable};
@@ -31,6 +32,7 @@ use crate::outbound::send_request;
 use crate::settings::RouteSettings;
 
 pub use run::handle;
+pub use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 /// What a guest's instance answered.
 pub type GuestResponse = hyper::Response<HyperOutgoingBody>;
@@ -54,6 +56,38 @@ pub enum GuestError {
     /// The request body passed the route's `max_body` before the guest answered.
     #[error("request body over the route's max_body of {0} bytes")]
     BodyTooLarge(u64),
+}
+
+/// What one request's run measured, for the access log and metrics.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    body_read: AtomicU64,
+    /// Nanoseconds to instantiate, plus one; 0: no instance was made.
+    instantiation: AtomicU64,
+}
+
+impl RunStats {
+    /// Request body bytes the guest read so far.
+    pub fn body_read(&self) -> u64 {
+        self.body_read.load(Ordering::Relaxed)
+    }
+
+    /// How long the instance took to create, once it has been.
+    pub fn instantiation(&self) -> Option<Duration> {
+        match self.instantiation.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n - 1)),
+        }
+    }
+
+    fn add_body_read(&self, bytes: u64) {
+        self.body_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn set_instantiation(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.instantiation.store(nanos + 1, Ordering::Relaxed);
+    }
 }
 
 /// All state of one request's instance, lent to WASI through its view traits.

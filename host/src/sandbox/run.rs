@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -15,7 +15,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::body::{GuestBody, LimitedBody};
-use super::{GuestError, GuestResponse, GuestState};
+use super::{GuestError, GuestResponse, GuestState, RunStats};
 use crate::settings::RouteSettings;
 
 /// How a guest's run ended badly.
@@ -36,7 +36,8 @@ impl fmt::Display for Failure {
 
 /// Runs `request` through a fresh instance of `pre`, the component serving
 /// `route` with `settings`. `slots` (the instance-slot permits) are held
-/// until the instance is gone.
+/// until the instance is gone; what the run measures goes to `stats`.
+/// `scheme` is how the client reached the server.
 ///
 /// The guest runs in its own task so it can keep streaming the response
 /// body after its headers are returned here. The route's timeout covers the
@@ -48,6 +49,8 @@ pub async fn handle<B>(
     route: &Arc<str>,
     settings: &Arc<RouteSettings>,
     slots: impl Send + 'static,
+    stats: &Arc<RunStats>,
+    scheme: Scheme,
     request: hyper::Request<B>,
 ) -> Result<GuestResponse, GuestError>
 where
@@ -55,8 +58,14 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let body_exceeded = Arc::new(AtomicBool::new(false));
-    let request =
-        request.map(|body| LimitedBody::new(body, settings.max_body, body_exceeded.clone()));
+    let request = request.map(|body| {
+        LimitedBody::new(
+            body,
+            settings.max_body,
+            body_exceeded.clone(),
+            stats.clone(),
+        )
+    });
     let mut store = Store::new(pre.engine(), GuestState::new(route, settings));
     store.limiter(|state| &mut state.limits);
     // Yield to the runtime at every epoch tick, so a busy guest cannot hold
@@ -66,7 +75,7 @@ where
     let responded = Arc::new(AtomicBool::new(false));
     let mut http = store.data_mut().http();
     let request = http
-        .new_incoming_request(Scheme::Http, request)
+        .new_incoming_request(scheme, request)
         .map_err(GuestError::Trapped)?;
     let out = http
         .new_response_outparam_from_callback({
@@ -79,11 +88,14 @@ where
         .map_err(GuestError::Trapped)?;
     let (outcome_sender, outcome) = oneshot::channel();
     let (pre, task_route, timeout) = (pre.clone(), route.clone(), settings.timeout);
+    let stats = stats.clone();
     let task = tokio::spawn(
         async move {
             let _slots = slots;
             let run = async {
+                let started = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                stats.set_instantiation(started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, out)

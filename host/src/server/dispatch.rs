@@ -13,13 +13,14 @@ use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ServerState;
+use super::access::{Exchange, Metered};
 use super::methods::{MethodDecision, decide};
 use super::page::dev_page;
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use super::request_id::X_REQUEST_ID;
 use crate::dev::BuildFailure;
 use crate::loader::LoadError;
-use crate::sandbox::{self, GuestError};
+use crate::sandbox::{self, GuestError, RunStats};
 
 /// Why a request got no answer from a guest.
 #[derive(Debug, thiserror::Error)]
@@ -173,48 +174,60 @@ fn bytes_response(status: StatusCode, body: Bytes) -> Response<HyperOutgoingBody
 }
 
 /// Answers one request; never fails, since every error has a response.
+/// The response's body logs and counts the exchange when it is sent.
 pub async fn dispatch(
     state: &ServerState,
     mut request: hyper::Request<Incoming>,
-    client: SocketAddr,
-) -> Response<HyperOutgoingBody> {
-    let id = state.request_ids.for_request(request.headers());
+    peer: SocketAddr,
+) -> Response<Metered> {
+    let started = Instant::now();
+    let trusted = state.proxies.is_empty() || state.proxies.trusts(peer.ip());
+    let id = state.request_ids.for_request(request.headers(), trusted);
     let id_value = HeaderValue::try_from(id.as_str()).expect("bug: request ids are header-safe");
     // The guest sees the id, to log it or pass it on.
     request.headers_mut().insert(X_REQUEST_ID, id_value.clone());
+    let client = state.proxies.client(peer, request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let stats = Arc::new(RunStats::default());
     let span = tracing::info_span!("request", id = %id);
-    let mut response = answer(state, request, client).instrument(span).await;
+    let (route, mut response) = answer(state, request, &client, &stats)
+        .instrument(span)
+        .await;
     response.headers_mut().insert(X_REQUEST_ID, id_value);
-    response
+    let length = declared_length(response.headers());
+    let exchange = Exchange {
+        metrics: state.metrics.clone(),
+        id,
+        client,
+        method,
+        path,
+        started,
+        route,
+        status: response.status().as_u16(),
+        stats,
+    };
+    response.map(|body| Metered::new(body, length, exchange))
 }
 
 async fn answer(
     state: &ServerState,
     request: hyper::Request<Incoming>,
-    client: SocketAddr,
-) -> Response<HyperOutgoingBody> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    client: &str,
+    stats: &Arc<RunStats>,
+) -> Answer {
+    let head = request.method() == Method::HEAD;
     let wants_html = accepts_html(request.headers());
-    let (route, response) = match route(state, request, client).await {
+    let (route, response) = match route(state, request, client, stats).await {
         Ok(answer) => answer,
         Err((route, error)) => (route, error.into_response(state.options.dev, wants_html)),
     };
-    let response = if method == Method::HEAD {
+    let response = if head {
         without_body(response)
     } else {
         response
     };
-    tracing::info!(
-        target: "wedge::access",
-        %method,
-        path,
-        route = route.as_deref().unwrap_or("-"),
-        status = response.status().as_u16(),
-        ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-    );
-    response
+    (route, response)
 }
 
 type Answer = (Option<Arc<str>>, Response<HyperOutgoingBody>);
@@ -222,7 +235,8 @@ type Answer = (Option<Arc<str>>, Response<HyperOutgoingBody>);
 async fn route(
     state: &ServerState,
     mut request: hyper::Request<Incoming>,
-    client: SocketAddr,
+    client: &str,
+    stats: &Arc<RunStats>,
 ) -> Result<Answer, (Option<Arc<str>>, DispatchError)> {
     if let Some(location) = trailing_slash_redirect(request.uri()) {
         let mut response = text_response(StatusCode::PERMANENT_REDIRECT, "");
@@ -283,7 +297,7 @@ async fn route(
         }
         MethodDecision::NotAllowed(allow) => return fail(DispatchError::MethodNotAllowed(allow)),
     }
-    if let Some(declared) = declared_length(&request)
+    if let Some(declared) = declared_length(request.headers())
         && declared > settings.max_body
     {
         let limit = settings.max_body;
@@ -301,8 +315,9 @@ async fn route(
         None => None,
     };
     set_boundary_headers(request.headers_mut(), &route, &found.params, client);
-    let slots = (instance, route_slot);
-    match sandbox::handle(&ready.pre, &route, settings, slots, request).await {
+    let slots = (instance, route_slot, state.metrics.instance_started());
+    let scheme = state.scheme();
+    match sandbox::handle(&ready.pre, &route, settings, slots, stats, scheme, request).await {
         Ok(response) => Ok((Some(route), response)),
         Err(error) => fail(DispatchError::Guest {
             route: route.clone(),
@@ -333,10 +348,9 @@ fn accepts_html(headers: &http::HeaderMap) -> bool {
         .any(|value| value.contains("text/html"))
 }
 
-/// The request's `content-length`, if it declares a valid one.
-fn declared_length<B>(request: &hyper::Request<B>) -> Option<u64> {
-    request
-        .headers()
+/// The `content-length` `headers` declare, if valid.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

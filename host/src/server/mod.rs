@@ -2,13 +2,18 @@
 //! event loop per thread, each request routed through the table to a fresh
 //! sandboxed instance.
 
+mod access;
 mod dispatch;
 mod methods;
 mod page;
+mod proxy;
 mod request;
 mod request_id;
+pub mod tls;
 
 use request_id::RequestIds;
+
+pub use proxy::{TrustedProxies, parse_range};
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -25,7 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dev::Builds;
 use crate::loader::LoadedRoute;
+use crate::metrics::Metrics;
 use crate::routing::RouteTable;
+use crate::sandbox::Scheme;
 
 pub use dispatch::DispatchError;
 
@@ -91,6 +98,10 @@ pub struct ServerState {
     request_ids: RequestIds,
     /// `wedge dev`'s builds, which requests wait for and report.
     builds: Option<Arc<Builds>>,
+    metrics: Arc<Metrics>,
+    proxies: TrustedProxies,
+    /// HTTPS: every connection's handshake, with the certificate served now.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl ServerState {
@@ -105,6 +116,42 @@ impl ServerState {
             options,
             request_ids: RequestIds::new(),
             builds: None,
+            metrics: Arc::new(Metrics::new(&Default::default())),
+            proxies: TrustedProxies::default(),
+            tls: None,
+        }
+    }
+
+    /// Counts requests in `metrics` (else in metrics of its own).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ServerState {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Takes the client's address from `X-Forwarded-For`, and keeps its
+    /// `x-request-id`, only when the peer is one of `proxies`.
+    pub fn with_proxies(mut self, proxies: TrustedProxies) -> ServerState {
+        self.proxies = proxies;
+        self
+    }
+
+    /// Serves HTTPS: every connection starts with `acceptor`'s handshake.
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> ServerState {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// What requests are counted in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// How clients reach the server, as guests see it.
+    fn scheme(&self) -> Scheme {
+        if self.tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
         }
     }
 
@@ -307,18 +354,46 @@ fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%client, "cannot set TCP_NODELAY: {error}");
     }
+    let tls = state.tls.clone();
+    let header_timeout = state.options.header_timeout;
     let service = service_fn(move |request| {
         let state = state.clone();
         async move {
             Ok::<_, std::convert::Infallible>(dispatch::dispatch(&state, request, client).await)
         }
     });
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    let connection = graceful.watch(connection);
+    let Some(tls) = tls else {
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%client, "connection ended: {error}");
+            }
+            drop(permit);
+        });
+        return;
+    };
+    // The handshake runs in the connection's task, bounded like a request
+    // head, so a slow or silent client holds up no one else.
+    let (builder, watcher) = (builder.clone(), graceful.watcher());
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%client, "TLS handshake failed: {error}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%client, "TLS handshake timed out");
+                return;
+            }
+        };
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(error) = watcher.watch(connection).await {
             tracing::debug!(%client, "connection ended: {error}");
         }
         drop(permit);

@@ -7,7 +7,7 @@ use http::{HeaderMap, Uri};
 pub const WEDGE_ROUTE: HeaderName = HeaderName::from_static("wedge-route");
 /// The params, `application/x-www-form-urlencoded`, in pattern order.
 pub const WEDGE_PARAMS: HeaderName = HeaderName::from_static("wedge-params");
-/// The client's socket address.
+/// The client's socket address (behind a trusted proxy, its IP address).
 pub const WEDGE_CLIENT_ADDR: HeaderName = HeaderName::from_static("wedge-client-addr");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and their relatives: they describe
@@ -46,7 +46,7 @@ pub fn set_boundary_headers(
     headers: &mut HeaderMap,
     route: &str,
     params: &[(&str, String)],
-    client: std::net::SocketAddr,
+    client: &str,
 ) {
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -76,7 +76,7 @@ pub fn set_boundary_headers(
     headers.insert(WEDGE_PARAMS, encoded);
     headers.insert(
         WEDGE_CLIENT_ADDR,
-        HeaderValue::try_from(client.to_string()).expect("bug: a socket address is ASCII"),
+        HeaderValue::try_from(client).expect("bug: a socket address is ASCII"),
     );
 }
 
@@ -120,8 +120,12 @@ mod tests {
         ] {
             headers.append(name, value.parse().unwrap());
         }
-        let client = "127.0.0.1:4000".parse().unwrap();
-        set_boundary_headers(&mut headers, "/u/[id]", &[("id", "a b/c".into())], client);
+        set_boundary_headers(
+            &mut headers,
+            "/u/[id]",
+            &[("id", "a b/c".into())],
+            "127.0.0.1:4000",
+        );
         assert_eq!(headers["wedge-params"], "id=a+b%2Fc");
         assert_eq!(headers["wedge-route"], "/u/[id]");
         assert_eq!(headers["wedge-client-addr"], "127.0.0.1:4000");

@@ -1,7 +1,8 @@
 //! Request ids: one per request, returned as `x-request-id` and carried by
 //! every log line about the request (the access log, the guest's output,
 //! traps). An incoming `x-request-id` is kept only if it is well formed, so
-//! a client cannot forge log lines or flood them.
+//! a client cannot forge log lines or flood them, and, with `--trust-proxy`,
+//! only from a trusted proxy.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +26,11 @@ impl RequestIds {
         }
     }
 
-    /// The client's id if well formed (`[A-Za-z0-9._-]{1,128}`), else a new one.
-    pub fn for_request(&self, headers: &HeaderMap) -> String {
-        if let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok())
+    /// The incoming id if `trusted` and well formed (`[A-Za-z0-9._-]{1,128}`),
+    /// else a new one.
+    pub fn for_request(&self, headers: &HeaderMap, trusted: bool) -> String {
+        if trusted
+            && let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok())
             && is_well_formed(id)
         {
             return id.to_owned();
@@ -64,13 +67,16 @@ mod tests {
             if let Ok(value) = incoming.parse() {
                 headers.insert(X_REQUEST_ID, value);
             }
-            let id = ids.for_request(&headers);
+            let id = ids.for_request(&headers, true);
             assert_eq!(id == incoming, kept, "{incoming:?} -> {id}");
+            assert!(is_well_formed(&id));
+            let id = ids.for_request(&headers, false);
+            assert_ne!(id, incoming, "kept from an untrusted peer");
             assert!(is_well_formed(&id));
         }
         assert_ne!(
-            ids.for_request(&HeaderMap::new()),
-            ids.for_request(&HeaderMap::new())
+            ids.for_request(&HeaderMap::new(), true),
+            ids.for_request(&HeaderMap::new(), true)
         );
     }
 }

@@ -109,6 +109,8 @@ pub struct Server {
     _cache: Option<tempfile::TempDir>,
     /// The address it printed.
     pub addr: SocketAddr,
+    /// The admin address it printed, if started with `--admin`.
+    pub admin: Option<SocketAddr>,
     /// Its stdout after the `listening on` line: the route table.
     pub stdout: Output,
     /// Its stderr: the log.
@@ -173,7 +175,7 @@ impl Server {
             .arg(subcommand)
             .arg(routes)
             .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(&args)
             // Debug lines show every compile or cache load, and every rescan.
             .env("RUST_LOG", "info,wedge::loader=debug,wedge::reload=debug")
             .stdout(Stdio::piped())
@@ -191,9 +193,10 @@ impl Server {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut first = String::new();
         let read = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
+        let first = first.trim();
         let addr = first
-            .trim()
             .strip_prefix("listening on http://")
+            .or_else(|| first.strip_prefix("listening on https://"))
             .and_then(|addr| addr.parse().ok());
         let Some(addr) = addr else {
             let _ = child.start_kill();
@@ -203,15 +206,53 @@ impl Server {
                 log.text()
             );
         };
+        let admin = if args.iter().any(|a| a == "--admin") {
+            let mut line = String::new();
+            let read = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut line)).await;
+            let admin = line.trim().strip_prefix("admin on http://");
+            let admin = admin.and_then(|addr| addr.parse().ok());
+            assert!(admin.is_some(), "no admin address ({read:?}): {line:?}");
+            admin
+        } else {
+            None
+        };
         let rest = Output::default();
         rest.collect(stdout);
         Server {
             child,
             _cache: cache,
             addr,
+            admin,
             stdout: rest,
             log,
         }
+    }
+
+    /// An HTTP/1.1 client for the admin listener (started with `--admin`).
+    pub fn admin(&self) -> Http {
+        Http::new(
+            self.admin.expect("the server was started with --admin"),
+            false,
+        )
+    }
+
+    /// Sends the server SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("server is running");
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits up to 30 s for the server to exit; its exit code.
+    pub async fn wait(mut self) -> i32 {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server exits after SIGTERM")
+            .expect("wait for server");
+        status.code().expect("exited, not killed by a signal")
     }
 
     /// Its process id.
@@ -220,18 +261,9 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM and waits for it to exit; its exit code.
-    pub async fn stop(mut self) -> i32 {
-        let pid = self.child.id().expect("server is running");
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(killed.success(), "kill -TERM {pid}");
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("server exits after SIGTERM")
-            .expect("wait for server");
-        status.code().expect("exited, not killed by a signal")
+    pub async fn stop(self) -> i32 {
+        self.terminate();
+        self.wait().await
     }
 
     /// An HTTP/1.1 client for this server.

@@ -353,7 +353,7 @@ async fn the_kubernetes_data_symlink_swap_is_picked_up() {
 }
 
 /// A component custom section: id 0, size, name, payload.
-fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
     let mut content = leb128(name.len());
     content.extend(name.as_bytes());
     content.extend(payload);

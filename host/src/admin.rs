@@ -1,0 +1,219 @@
+//! The admin listener (`--admin ADDR`): health, readiness, metrics and the
+//! route table, for probes, Prometheus and operators. It has its own
+//! address, so it is never reachable through the public listener, and it
+//! runs on the control runtime, so a saturated server still answers probes.
+//!
+//! - `GET /healthz`: 200 while the process runs.
+//! - `GET /readyz`: 200 once the first route table is loaded; 503 while
+//!   loading and from the shutdown signal on.
+//! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
+//! - `GET /routes`: the route table as JSON.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::loader::LoadedRoute;
+use crate::metrics::{self, Metrics};
+use crate::routing::Route;
+use crate::server::ServerState;
+use crate::settings::RouteSettings;
+
+/// Where the server is in its life, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Loading the first route table: not ready.
+    Loading = 0,
+    /// Serving: ready.
+    Serving = 1,
+    /// Shutting down (draining, or waiting out `--shutdown-delay`): not ready.
+    Draining = 2,
+}
+
+/// What the admin endpoints report; shared with the command that runs the
+/// server, which moves the phase along.
+pub struct Admin {
+    phase: AtomicU8,
+    metrics: Arc<Metrics>,
+    server: OnceLock<Arc<ServerState>>,
+    routes_dir: PathBuf,
+}
+
+impl Admin {
+    /// An admin in the [`Phase::Loading`] phase, reporting `metrics`;
+    /// route files are shown relative to `routes_dir`.
+    pub fn new(metrics: Arc<Metrics>, routes_dir: &Path) -> Admin {
+        Admin {
+            phase: AtomicU8::new(Phase::Loading as u8),
+            metrics,
+            server: OnceLock::new(),
+            routes_dir: routes_dir.to_owned(),
+        }
+    }
+
+    /// The first table is loaded and served by `server`: ready.
+    pub fn serving(&self, server: Arc<ServerState>) {
+        let _ = self.server.set(server);
+        self.set_phase(Phase::Serving);
+    }
+
+    /// Sets the phase; `/readyz` answers by it from the next probe on.
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// The phase now.
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Loading,
+            1 => Phase::Serving,
+            _ => Phase::Draining,
+        }
+    }
+
+    fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            let allow = HeaderValue::from_static("GET, HEAD");
+            response.headers_mut().insert(header::ALLOW, allow);
+            return response;
+        }
+        match request.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => match self.phase() {
+                Phase::Serving => text(StatusCode::OK, "ready\n"),
+                Phase::Loading => text(StatusCode::SERVICE_UNAVAILABLE, "loading routes\n"),
+                Phase::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+            },
+            "/metrics" => {
+                let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                let content_type = HeaderValue::from_static(metrics::CONTENT_TYPE);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+                response
+            }
+            "/routes" => match self.server.get() {
+                Some(server) => {
+                    let table = server.routes();
+                    let routes: Vec<Value> = table
+                        .routes()
+                        .iter()
+                        .map(|route| route_json(route, &self.routes_dir))
+                        .collect();
+                    let body = serde_json::to_vec_pretty(&routes)
+                        .expect("bug: JSON values always serialize");
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    let content_type = HeaderValue::from_static("application/json");
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, content_type);
+                    response
+                }
+                None => text(StatusCode::SERVICE_UNAVAILABLE, "loading routes\n"),
+            },
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: the admin listener serves /healthz, /readyz, /metrics and /routes\n",
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    let content_type = HeaderValue::from_static("text/plain; charset=utf-8");
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+}
+
+/// One route of `/routes`.
+fn route_json(route: &Route<LoadedRoute>, routes_dir: &Path) -> Value {
+    let loaded = &route.value;
+    let file = route.file.strip_prefix(routes_dir).unwrap_or(&route.file);
+    let loaded_at = humantime::format_rfc3339_millis(loaded.loaded_at).to_string();
+    let (state, settings) = match &loaded.state {
+        Ok(ready) => ("serving", settings_json(&ready.settings)),
+        Err(_) => ("failed", Value::Null),
+    };
+    json!({
+        "pattern": &*loaded.name,
+        "file": file.display().to_string(),
+        "hash": loaded.hash,
+        "loaded_at": loaded_at,
+        "state": state,
+        "last_error": loaded.last_error.as_ref().map(ToString::to_string),
+        "settings": settings,
+    })
+}
+
+/// A route's settings; of its environment only the names, since the
+/// values are its secrets.
+fn settings_json(settings: &RouteSettings) -> Value {
+    let duration = |d: Duration| humantime::format_duration(d).to_string();
+    json!({
+        "methods": settings
+            .methods
+            .as_ref()
+            .map(|methods| methods.iter().map(Method::as_str).collect::<Vec<_>>()),
+        "max_concurrency": settings.max_concurrency,
+        "timeout": duration(settings.timeout),
+        "memory": settings.memory,
+        "max_body": settings.max_body,
+        "allowed_outbound_hosts": settings
+            .allowed_outbound_hosts
+            .entries()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        "env": settings.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+    })
+}
+
+/// Serves the admin endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!("admin listener: accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let admin = admin.clone();
+        let service = service_fn(move |request| {
+            let response = admin.answer(&request);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, "admin connection ended: {error}");
+            }
+        });
+    }
+}
