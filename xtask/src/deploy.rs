@@ -1043,33 +1043,9 @@ fn check_dockerfile(
     }
 }
 
-/// A `wedge` duration (`10s`, `500ms`, `1m30s`).
+/// A `wedge` duration (`10s`, `500ms`, `1m30s`), parsed as `wedge` does.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = rest[digits..].trim_start();
-        let letters = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..letters] {
-            "ms" | "msec" => Duration::from_millis(number),
-            "s" | "sec" | "secs" | "second" | "seconds" => Duration::from_secs(number),
-            "m" | "min" | "mins" | "minute" | "minutes" => Duration::from_secs(number * 60),
-            "h" | "hr" | "hrs" | "hour" | "hours" => Duration::from_secs(number * 3600),
-            _ => return None,
-        };
-        total += unit;
-        rest = rest[letters..].trim_start();
-    }
-    Some(total)
+    humantime::parse_duration(text.trim()).ok()
 }
 
 /// Splits `12.5Mi` into 12.5 and `Mi`.
@@ -1099,20 +1075,12 @@ fn parse_quantity(text: &str) -> Option<u64> {
     Some((number * scale) as u64)
 }
 
-/// A `wedge` size (`16MiB`, `10MB`, `4096`).
+/// A `wedge` size (`16MiB`, `10MB`, `4096`), parsed as `wedge` does.
 fn parse_size(text: &str) -> Option<u64> {
-    let (number, unit) = split_number(text)?;
-    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "kib" | "ki" => 1024.0,
-        "mib" | "mi" => 1024f64.powi(2),
-        "gib" | "gi" => 1024f64.powi(3),
-        _ => return None,
-    };
-    Some((number * scale) as u64)
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .ok()
+        .map(|size| size.as_u64())
 }
 
 #[cfg(test)]
