@@ -1,5 +1,10 @@
 //! `--trust-proxy`: behind a load balancer or ingress, the client is the
 //! address the trusted proxies put in `X-Forwarded-For`, not the peer.
+//!
+//! Deviation from DESIGN.md, which gives `wedge-client-addr` as the
+//! client's socket address: `X-Forwarded-For` carries no client port, so
+//! behind a trusted proxy the header holds the IP address alone, rather
+//! than an invented port (README, "What a handler receives").
 
 use std::net::{IpAddr, SocketAddr};
 
