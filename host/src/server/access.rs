@@ -87,11 +87,8 @@ impl Metered {
             status = exchange.status,
             bytes_in,
             bytes_out = self.sent,
-            ms = %format_args!("{:.3}", duration.as_secs_f64() * 1000.0),
-            instantiate_ms = %format_args!(
-                "{:.3}",
-                instantiation.map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-            ),
+            ms = millis(duration),
+            instantiate_ms = instantiation.map_or(0.0, millis),
             complete,
         );
         exchange.metrics.record_request(&RequestRecord {
@@ -103,6 +100,11 @@ impl Metered {
             bytes_out: self.sent,
         });
     }
+}
+
+/// Milliseconds to the microsecond: a number in JSON, short in text.
+fn millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 impl Drop for Metered {

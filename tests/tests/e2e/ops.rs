@@ -365,7 +365,7 @@ async fn on_sigterm_readyz_turns_503_while_requests_are_still_accepted() {
         OsStr::new("--admin"),
         OsStr::new("127.0.0.1:0"),
         OsStr::new("--shutdown-delay"),
-        OsStr::new("2s"),
+        OsStr::new("3s"),
     ];
     let server = Server::start_with(routes.path(), &args).await;
     let admin = server.admin();
@@ -384,14 +384,14 @@ async fn on_sigterm_readyz_turns_503_while_requests_are_still_accepted() {
     let late = server.http1();
     assert_eq!(text(&late.get("/hello").await), "v1");
     assert!(
-        started.elapsed() < Duration::from_millis(1900),
+        started.elapsed() < Duration::from_millis(2900),
         "the checks took too long to prove anything"
     );
-    server.log.wait_for("still accepting for 2s").await;
+    server.log.wait_for("still accepting for 3s").await;
     let log = server.log.clone();
     assert_eq!(server.wait().await, 0);
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_secs(3),
         "exited before --shutdown-delay"
     );
     let log = log.text();
@@ -462,14 +462,10 @@ async fn json_logs_carry_every_access_field_and_tag_guest_output() {
     assert_eq!(echo["bytes_in"], 4);
     assert_eq!(echo["bytes_out"].as_u64(), Some(answer.body().len() as u64));
     assert_eq!(echo["complete"], true);
-    let ms: f64 = echo["ms"]
-        .as_str()
-        .and_then(|ms| ms.parse().ok())
-        .expect("ms");
-    let instantiate: f64 = echo["instantiate_ms"]
-        .as_str()
-        .and_then(|ms| ms.parse().ok())
-        .expect("instantiate_ms");
+    let ms = echo["ms"].as_f64().expect("ms, a number");
+    let instantiate = echo["instantiate_ms"]
+        .as_f64()
+        .expect("instantiate_ms, a number");
     assert!(instantiate > 0.0 && instantiate <= ms, "{echo}");
     assert!(
         echo["client"]
@@ -496,7 +492,7 @@ async fn json_logs_carry_every_access_field_and_tag_guest_output() {
         (missing["status"].as_u64(), missing["route"].as_str()),
         (Some(404), Some("-"))
     );
-    assert_eq!(missing["instantiate_ms"], "0.000");
+    assert_eq!(missing["instantiate_ms"].as_f64(), Some(0.0));
 
     // The guest's stdout and stderr: its route, and the request's id.
     let guest: Vec<Value> = log
