@@ -241,3 +241,53 @@ async fn a_bad_certificate_or_key_is_a_clear_start_up_error() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_secret_volume_swap_renews_the_certificate() {
+    // A Kubernetes secret volume: the files are symlinks through `..data`,
+    // which the kubelet swaps to a new folder in one rename.
+    let routes = Routes::new().with("hello.wasm", "hello_v1");
+    let volume = tempfile::tempdir().expect("a folder for the secret volume");
+    let dir = volume.path();
+    let (cert, key, der) = certificate();
+    std::fs::create_dir(dir.join("..2026_01")).expect("mkdir");
+    std::fs::write(dir.join("..2026_01/tls.crt"), &cert).expect("write cert");
+    std::fs::write(dir.join("..2026_01/tls.key"), &key).expect("write key");
+    std::os::unix::fs::symlink("..2026_01", dir.join("..data")).expect("symlink");
+    for name in ["tls.crt", "tls.key"] {
+        std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).expect("symlink");
+    }
+    let args: Vec<std::ffi::OsString> = vec![
+        "--tls-cert".into(),
+        dir.join("tls.crt").into(),
+        "--tls-key".into(),
+        dir.join("tls.key").into(),
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let server = Server::start_with(routes.path(), &args).await;
+    let (_, leaf, _) = connect(server.addr, &[&der], &[b"h2"])
+        .await
+        .expect("TLS handshake");
+    assert_eq!(leaf, der);
+
+    let (cert2, key2, der2) = certificate();
+    std::fs::create_dir(dir.join("..2026_02")).expect("mkdir");
+    std::fs::write(dir.join("..2026_02/tls.crt"), &cert2).expect("write cert");
+    std::fs::write(dir.join("..2026_02/tls.key"), &key2).expect("write key");
+    std::os::unix::fs::symlink("..2026_02", dir.join("..data_tmp")).expect("symlink");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    std::fs::remove_dir_all(dir.join("..2026_01")).expect("remove the old version");
+    for _ in 0..100 {
+        let (_, leaf, _) = connect(server.addr, &[&der, &der2], &[b"h2"])
+            .await
+            .expect("TLS handshake during the swap");
+        if leaf == der2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the swapped certificate was never served:\n{}",
+        server.log.text()
+    );
+}
