@@ -616,3 +616,24 @@ async fn a_trusted_proxy_names_the_client_and_others_cannot() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_address_in_use_is_a_clear_start_up_error() {
+    let routes = Routes::new().with("hello.wasm", "hello_v1");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    let (code, _, stderr) = crate::harness::run_wedge(&[
+        OsStr::new("serve"),
+        routes.path().as_os_str(),
+        OsStr::new("--listen"),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--admin"),
+        OsStr::new(&addr),
+    ])
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} for --admin")),
+        "{stderr}"
+    );
+}
