@@ -592,6 +592,16 @@ fn failed(
     }
 }
 
+/// Whether two loads failed the same way (by identity, or by message: a
+/// file that fails again is read anew).
+pub(crate) fn same_error(a: Option<&Arc<LoadError>>, b: Option<&Arc<LoadError>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
 /// Compiled or reused versions by content hash.
 type Compiled = HashMap<String, Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>>;
 

@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cache::CacheStats;
-use crate::loader::{LoadError, LoadedRoute};
+use crate::loader::{LoadedRoute, same_error};
 use crate::routing::RouteTable;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
@@ -226,16 +226,6 @@ impl Metrics {
                 self.load_errors.get_or_create(&label).inc();
             }
         }
-    }
-}
-
-/// Whether two loads failed the same way (by identity, or by message: a
-/// file that fails again is read anew).
-pub(crate) fn same_error(a: Option<&Arc<LoadError>>, b: Option<&Arc<LoadError>>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
-        _ => false,
     }
 }
 

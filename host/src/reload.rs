@@ -21,8 +21,7 @@ use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::Notify;
 
-use crate::loader::{LoadError, LoadedRoute, Loader, SETTLE};
-use crate::metrics::same_error;
+use crate::loader::{LoadError, LoadedRoute, Loader, SETTLE, same_error};
 use crate::routing::RouteTable;
 use crate::server::ServerState;
 
@@ -185,7 +184,7 @@ impl Drop for RouteWatch {
 fn same_state(old: &LoadedRoute, new: &LoadedRoute) -> bool {
     match (&old.state, &new.state) {
         (Ok(old), Ok(new)) => Arc::ptr_eq(&old.settings, &new.settings),
-        (Err(old), Err(new)) => Arc::ptr_eq(old, new) || old.to_string() == new.to_string(),
+        (Err(old), Err(new)) => same_error(Some(old), Some(new)),
         _ => false,
     }
 }
