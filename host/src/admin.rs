@@ -9,7 +9,6 @@
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 //! - `GET /routes`: the route table as JSON.
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,16 +18,15 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::loader::LoadedRoute;
 use crate::metrics::{self, Metrics};
 use crate::routing::Route;
-use crate::server::ServerState;
+use crate::server::{Connections, DEFAULT_MAX_HEADER_SIZE, Deadlines, ServerState, http_builder};
 use crate::settings::RouteSettings;
 
 /// Where the server is in its life, as `/readyz` reports it.
@@ -186,14 +184,29 @@ fn settings_json(settings: &RouteSettings) -> Value {
     })
 }
 
-/// Serves the admin endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+/// Most open connections on the admin listener: probes, a Prometheus
+/// scraper and an operator need a handful; the cap keeps idle sockets there
+/// from using up the process's file descriptors. Past it, new connections
+/// wait in the kernel's accept queue.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Serves the admin endpoints on `listener` until the task is dropped,
+/// with the public listener's `header_timeout` (for the first request and
+/// for idleness) and at most [`ADMIN_MAX_CONNECTIONS`] connections.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, header_timeout: Duration) {
+    let connections = Connections {
+        builder: http_builder(header_timeout, DEFAULT_MAX_HEADER_SIZE),
+        tls: None,
+        deadlines: Deadlines {
+            first_request: header_timeout,
+            idle: header_timeout,
+        },
+    };
+    let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    // Never shut down: the admin listener answers until the process exits.
+    let graceful = GracefulShutdown::new();
     loop {
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -203,17 +216,10 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
             }
         };
         let admin = admin.clone();
-        let service = service_fn(move |request| {
+        let handler = move |request: Request<Incoming>| {
             let response = admin.answer(&request);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, "admin connection ended: {error}");
-            }
-        });
+            async move { response }
+        };
+        connections.spawn(stream, peer, handler, graceful.watcher(), permit);
     }
 }

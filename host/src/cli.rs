@@ -304,7 +304,7 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         let admin_addr = match admin_listener {
             Some(listener) => {
                 let addr = listener.local_addr()?;
-                tokio::spawn(admin::serve(listener, admin.clone()));
+                tokio::spawn(admin::serve(listener, admin.clone(), args.header_timeout));
                 Some(addr)
             }
             None => None,

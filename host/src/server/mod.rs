@@ -3,6 +3,7 @@
 //! sandboxed instance.
 
 mod access;
+mod connection;
 mod dispatch;
 mod methods;
 mod page;
@@ -11,22 +12,21 @@ mod request;
 mod request_id;
 pub mod tls;
 
+pub(crate) use connection::{Connections, Deadlines};
 use request_id::RequestIds;
 
 pub use proxy::{TrustedProxies, parse_range};
 
-use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::dev::Builds;
 use crate::loader::LoadedRoute;
@@ -36,10 +36,11 @@ use crate::sandbox::Scheme;
 
 pub use dispatch::DispatchError;
 
-/// How long a client may take to send a request's headers, and how long an
-/// idle keep-alive connection stays open (hyper times both from the start of
-/// the next read): ample for a slow mobile link, short enough that
-/// connections opened and left silent (slowloris) are dropped.
+/// How long a client may take from connecting (TLS handshake included) to
+/// a complete request head, and how long a connection with no request in
+/// flight stays open (HTTP/1.1 keep-alive and HTTP/2 alike): ample for a
+/// slow mobile link, short enough that connections opened and left silent
+/// (slowloris) are dropped.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long in-flight requests may run after SIGINT/SIGTERM before the
@@ -281,22 +282,14 @@ async fn accept(
     state: &Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
 ) -> GracefulShutdown {
-    let options = &state.options;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_timeout)
-        .max_buf_size(options.max_header_size.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // HTTP/2 has no keep-alive idle cut like HTTP/1.1's: ping the peer
-        // and drop the connection when it stops answering.
-        .keep_alive_interval(Some(options.header_timeout))
-        .keep_alive_timeout(options.header_timeout)
-        .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
+    let connections = Connections {
+        builder: http_builder(state.options.header_timeout, state.options.max_header_size),
+        tls: state.tls.clone(),
+        deadlines: Deadlines {
+            first_request: state.options.header_timeout,
+            idle: state.options.header_timeout,
+        },
+    };
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -316,7 +309,14 @@ async fn accept(
             },
             () = &mut shutdown => break,
         };
-        serve_connection(&builder, &graceful, stream, client, state.clone(), permit);
+        let handler = {
+            let state = state.clone();
+            move |request| {
+                let state = state.clone();
+                async move { dispatch::dispatch(&state, request, client).await }
+            }
+        };
+        connections.spawn(stream, client, handler, graceful.watcher(), permit);
     }
     graceful
 }
@@ -343,59 +343,27 @@ fn log_grace_over(state: &ServerState, running: usize) {
     );
 }
 
-fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    stream: TcpStream,
-    client: SocketAddr,
-    state: Arc<ServerState>,
-    permit: OwnedSemaphorePermit,
-) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%client, "cannot set TCP_NODELAY: {error}");
-    }
-    let tls = state.tls.clone();
-    let header_timeout = state.options.header_timeout;
-    let service = service_fn(move |request| {
-        let state = state.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(dispatch::dispatch(&state, request, client).await)
-        }
-    });
-    let Some(tls) = tls else {
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%client, "connection ended: {error}");
-            }
-            drop(permit);
-        });
-        return;
-    };
-    // The handshake runs in the connection's task, bounded like a request
-    // head, so a slow or silent client holds up no one else.
-    let (builder, watcher) = (builder.clone(), graceful.watcher());
-    tokio::spawn(async move {
-        let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::debug!(%client, "TLS handshake failed: {error}");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%client, "TLS handshake timed out");
-                return;
-            }
-        };
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        if let Err(error) = watcher.watch(connection).await {
-            tracing::debug!(%client, "connection ended: {error}");
-        }
-        drop(permit);
-    });
+/// HTTP/1.1 and HTTP/2 as every listener serves them: request heads of at
+/// most `max_header_size`, read within `header_timeout` (hyper's own clock,
+/// for the heads after the first; [`Connections`] times the first), and
+/// HTTP/2 peers pinged at that interval and dropped when they stop
+/// answering.
+pub(crate) fn http_builder(
+    header_timeout: Duration,
+    max_header_size: usize,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_header_size.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(header_timeout))
+        .keep_alive_timeout(header_timeout)
+        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
+    builder
 }

@@ -291,3 +291,26 @@ async fn a_secret_volume_swap_renews_the_certificate() {
         server.log.text()
     );
 }
+
+#[tokio::test]
+async fn a_client_silent_after_its_tls_handshake_is_disconnected() {
+    let routes = Routes::new().with("hello.wasm", "hello_v1");
+    let pem = tempfile::tempdir().expect("a folder for the PEM files");
+    let (cert, key, der) = certificate();
+    write_pair(pem.path(), &cert, &key);
+    let mut args = tls_args(pem.path());
+    args.extend(["--header-timeout".into(), "1s".into()]);
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let server = Server::start_with(routes.path(), &args).await;
+    let (_, _, mut stream) = connect(server.addr, &[&der], &[b"h2", b"http/1.1"])
+        .await
+        .expect("TLS handshake");
+    // The handshake is done; the client now sends nothing at all.
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(6),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
+    )
+    .await;
+    assert!(closed.is_ok(), "a silent TLS connection stayed open");
+}
