@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -14,10 +15,46 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::RunStats;
 use super::run::Failure;
 
+/// Most request-body bytes read and thrown away after a 413, so that the
+/// client, still sending, reads its answer instead of a reset (a socket
+/// closed with unread data sends RST, and the client's stack may discard
+/// the 413 it had received). nginx's lingering close does the same, bounded
+/// in time; this bounds bytes too: past them the connection is closed.
+pub const LINGER_BYTES: u64 = 16 << 20;
+
+/// How long a 413's lingering read lasts at most, and how long it waits for
+/// each next piece of the body.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and discards what is left of a refused request body, on a task of
+/// its own, up to [`LINGER_BYTES`] and [`LINGER_TIME`]; then drops it,
+/// which closes the connection unless the body ended.
+pub fn linger<B>(body: B)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut read = 0u64;
+        while read <= LINGER_BYTES {
+            let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |data| data.len() as u64);
+                }
+                Ok(None | Some(Err(_))) | Err(_) => break,
+            }
+        }
+    });
+}
+
 /// The client's request body, failing once more than `limit` bytes arrive,
 /// whatever `content-length` said (a chunked upload is counted as it streams).
+/// The rest of a body over the limit is [lingered](linger) over.
 pub(super) struct LimitedBody<B> {
-    body: B,
+    /// `None` once over the limit: handed to [`linger`].
+    body: Option<B>,
     limit: u64,
     read: u64,
     exceeded: Arc<AtomicBool>,
@@ -34,7 +71,7 @@ impl<B> LimitedBody<B> {
         stats: Arc<RunStats>,
     ) -> Self {
         LimitedBody {
-            body,
+            body: Some(body),
             limit,
             read: 0,
             exceeded,
@@ -45,7 +82,7 @@ impl<B> LimitedBody<B> {
 
 impl<B> Body for LimitedBody<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     type Data = Bytes;
@@ -55,7 +92,10 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
             Poll::Ready(None) => return Poll::Ready(None),
@@ -66,6 +106,9 @@ where
             self.stats.add_body_read(data.len() as u64);
             if self.read > self.limit {
                 self.exceeded.store(true, Ordering::Release);
+                if let Some(body) = self.body.take() {
+                    linger(body);
+                }
                 let read = self.read;
                 return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
                     Some(read),
@@ -76,23 +119,75 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 /// A guest's response body that ends in an error, not cleanly, when the
-/// guest failed before finishing it (trap, timeout, body limit).
+/// guest failed before finishing it (trap, timeout, body limit). Dropped
+/// before its end (the client left, or a `HEAD` answer), it stops the
+/// guest, whose instance slot is then free for others.
 /// wasmtime-wasi-http ends the body of a guest that trapped as if it were
 /// complete, which would hand the client a truncated response that looks
 /// whole; an error makes hyper cut it (HTTP/1.1: no last chunk, connection
 /// closed; HTTP/2: stream reset).
 pub(super) struct GuestBody {
-    pub(super) body: HyperOutgoingBody,
-    pub(super) outcome: oneshot::Receiver<Result<(), Failure>>,
+    body: HyperOutgoingBody,
+    outcome: oneshot::Receiver<Result<(), Failure>>,
+    guest: StopOnDrop,
+    /// The length the guest declared, and what of it was sent: hyper stops
+    /// polling once a declared length is sent, so the end is not seen.
+    length: Option<u64>,
+    sent: u64,
+}
+
+impl GuestBody {
+    pub(super) fn new(
+        body: HyperOutgoingBody,
+        outcome: oneshot::Receiver<Result<(), Failure>>,
+        guest: StopOnDrop,
+    ) -> GuestBody {
+        let length = body.size_hint().exact();
+        GuestBody {
+            body,
+            outcome,
+            guest,
+            length,
+            sent: 0,
+        }
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        if self.length.is_some_and(|length| self.sent >= length) {
+            self.guest.let_go();
+        }
+    }
+}
+
+/// Stops a guest's task when dropped, unless let go first.
+pub(super) struct StopOnDrop(pub(super) Option<tokio::task::AbortHandle>);
+
+impl StopOnDrop {
+    /// The guest may run on to its end (bounded by its timeout).
+    pub(super) fn let_go(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(guest) = self.0.take() {
+            guest.abort();
+        }
+    }
 }
 
 impl Body for GuestBody {
@@ -107,11 +202,20 @@ impl Body for GuestBody {
             // Still running (it finished the body and works on) or done: a
             // clean end. Failed, or its task died: the body was never finished.
             Poll::Ready(None) => match self.outcome.try_recv() {
-                Ok(Ok(())) | Err(TryRecvError::Empty) => Poll::Ready(None),
+                Ok(Ok(())) | Err(TryRecvError::Empty) => {
+                    // The body is whole; what the guest does after it
+                    // (post-response work) is its own, within its timeout.
+                    self.guest.let_go();
+                    Poll::Ready(None)
+                }
                 Ok(Err(_)) | Err(TryRecvError::Closed) => {
                     Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
                 }
             },
+            Poll::Ready(Some(Ok(frame))) => {
+                self.sent += frame.data_ref().map_or(0, |data| data.len() as u64);
+                Poll::Ready(Some(Ok(frame)))
+            }
             other => other,
         }
     }

@@ -31,6 +31,7 @@ use crate::guest_log::{GuestLog, GuestStream};
 use crate::outbound::send_request;
 use crate::settings::RouteSettings;
 
+pub use body::{LINGER_BYTES, LINGER_TIME, linger};
 pub use run::handle;
 pub use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -53,6 +54,11 @@ pub enum GuestError {
     /// The guest ran past the route's `timeout` and was stopped.
     #[error("guest did not answer within its timeout of {0:?}; instance stopped")]
     Timeout(Duration),
+    /// The guest ran on the CPU past the route's `cpu_time` and was stopped.
+    #[error(
+        "guest used up its CPU time of {0:?}; instance stopped (raise `cpu_time` in its sidecar)"
+    )]
+    CpuTime(Duration),
     /// The request body passed the route's `max_body` before the guest answered.
     #[error("request body over the route's max_body of {0} bytes")]
     BodyTooLarge(u64),

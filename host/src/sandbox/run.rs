@@ -9,13 +9,14 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::body::{GuestBody, LimitedBody};
+use super::body::{GuestBody, LimitedBody, StopOnDrop};
 use super::{GuestError, GuestResponse, GuestState, RunStats};
+use crate::engine::EPOCH_TICK;
 use crate::settings::RouteSettings;
 
 /// How a guest's run ended badly.
@@ -23,6 +24,42 @@ use crate::settings::RouteSettings;
 pub(super) enum Failure {
     Trap(wasmtime::Error),
     Timeout(Duration),
+    CpuTime(Duration),
+}
+
+/// The trap raised when a guest has used up its CPU-time budget.
+#[derive(Debug, thiserror::Error)]
+#[error("used up its CPU time of {0:?}")]
+struct CpuTimeUsedUp(Duration);
+
+/// The route's CPU-time budget per request.
+fn cpu_time(settings: &RouteSettings) -> Duration {
+    settings.timeout
+}
+
+/// Counts the epoch ticks at which the guest was running, yielding to the
+/// event loop at each so that a busy guest cannot hold a serving thread;
+/// past `budget`, stops the guest with [`CpuTimeUsedUp`].
+///
+/// The yield is tokio's own, which lets the event loop poll for I/O before
+/// the guest runs again: a thread with busy guests still notices new
+/// requests within a tick or two, rather than after a round of every task
+/// it holds.
+fn meter_cpu(store: &mut Store<GuestState>, budget: Duration) {
+    let ticks = (budget.as_micros() / EPOCH_TICK.as_micros()).max(1);
+    let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
+    let mut used = 0u64;
+    store.epoch_deadline_callback(move |_| {
+        used += 1;
+        if used > ticks {
+            return Err(CpuTimeUsedUp(budget).into());
+        }
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+    store.set_epoch_deadline(1);
 }
 
 impl fmt::Display for Failure {
@@ -30,6 +67,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Trap(error) => write!(f, "trapped: {error:?}"),
             Failure::Timeout(timeout) => write!(f, "stopped at its timeout of {timeout:?}"),
+            Failure::CpuTime(budget) => write!(f, "stopped at its CPU time of {budget:?}"),
         }
     }
 }
@@ -68,9 +106,7 @@ where
     });
     let mut store = Store::new(pre.engine(), GuestState::new(route, settings));
     store.limiter(|state| &mut state.limits);
-    // Yield to the runtime at every epoch tick, so a busy guest cannot hold
-    // a worker thread and can be stopped at its timeout.
-    store.epoch_deadline_async_yield_and_update(1);
+    meter_cpu(&mut store, cpu_time(settings));
     let (response_sender, response_receiver) = oneshot::channel();
     let responded = Arc::new(AtomicBool::new(false));
     let mut http = store.data_mut().http();
@@ -103,7 +139,10 @@ where
             };
             let result = match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(trap)) => Err(Failure::Trap(trap)),
+                Ok(Err(trap)) => match trap.downcast_ref::<CpuTimeUsedUp>() {
+                    Some(CpuTimeUsedUp(budget)) => Err(Failure::CpuTime(*budget)),
+                    None => Err(Failure::Trap(trap)),
+                },
                 Err(_) => Err(Failure::Timeout(timeout)),
             };
             if let Err(failure) = &result
@@ -121,19 +160,25 @@ where
         }
         .in_current_span(),
     );
+    // Whoever stops waiting (a client that leaves drops this future) stops
+    // the guest too: it answers no one, and holds an instance slot.
+    let mut guest = StopOnDrop(Some(task.abort_handle()));
     let response = response_receiver.await;
     if body_exceeded.load(Ordering::Acquire) {
         // The guest had not answered when the body passed the limit.
-        task.abort();
         return Err(GuestError::BodyTooLarge(settings.max_body));
     }
     match response {
-        Ok(Ok(response)) => Ok(response.map(|body| GuestBody { body, outcome }.boxed_unsync())),
+        Ok(Ok(response)) => Ok(response.map(|body| {
+            let guest = StopOnDrop(guest.0.take());
+            GuestBody::new(body, outcome, guest).boxed_unsync()
+        })),
         Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
         Err(_) => match outcome.await {
             Ok(Ok(())) => Err(GuestError::NoResponse),
             Ok(Err(Failure::Trap(error))) => Err(GuestError::Trapped(error)),
             Ok(Err(Failure::Timeout(timeout))) => Err(GuestError::Timeout(timeout)),
+            Ok(Err(Failure::CpuTime(budget))) => Err(GuestError::CpuTime(budget)),
             Err(_) => Err(GuestError::Trapped(wasmtime::Error::msg(
                 "the guest's task ended without an outcome (the host panicked?)",
             ))),

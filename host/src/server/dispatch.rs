@@ -94,6 +94,13 @@ impl DispatchError {
                 error: GuestError::Timeout(_),
                 ..
             } => (StatusCode::GATEWAY_TIMEOUT, "handler timed out\n"),
+            DispatchError::Guest {
+                error: GuestError::CpuTime(_),
+                ..
+            } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "handler used up its CPU time\n",
+            ),
             DispatchError::RouteFailedToLoad { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "route failed to load\n")
             }
@@ -301,6 +308,11 @@ async fn route(
         && declared > settings.max_body
     {
         let limit = settings.max_body;
+        // A client that waits for `100 Continue` sends nothing more; one
+        // that is already sending gets its 413 read, not reset.
+        if !expects_continue(request.headers()) {
+            sandbox::linger(request.into_body());
+        }
         return fail(DispatchError::BodyTooLarge { declared, limit });
     }
     // Slots are taken without waiting: a full server answers 503 at once.
@@ -327,11 +339,11 @@ async fn route(
 }
 
 /// A `HEAD` answer: the headers, no body (HTTP/2 refuses data on a `HEAD`
-/// stream). A guest's body is read to its end in the background, so the
-/// guest finishes as it would for `GET` rather than failing to write.
+/// stream). Dropping the guest's body stops the guest: it ran as for
+/// `GET`, up to its headers, and what it would write next is not wanted, so
+/// it does not hold an instance slot while it writes to no one.
 fn without_body(response: Response<HyperOutgoingBody>) -> Response<HyperOutgoingBody> {
-    let (parts, mut body) = response.into_parts();
-    tokio::spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+    let (parts, _body) = response.into_parts();
     let empty = http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed_unsync();
@@ -346,6 +358,13 @@ fn accepts_html(headers: &http::HeaderMap) -> bool {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .any(|value| value.contains("text/html"))
+}
+
+/// Whether the client waits for `100 Continue` before sending its body.
+fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// The `content-length` `headers` declare, if valid.

@@ -46,12 +46,15 @@ impl TrustedProxies {
             return peer.to_string();
         }
         let mut client = None;
+        // Split the raw bytes: one byte that is not visible ASCII spoils
+        // its own entry (which ends the walk), not the whole line.
         let entries = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .rev()
-            .flat_map(|value| value.to_str().unwrap_or("").rsplit(','));
+            .flat_map(|value| value.as_bytes().rsplit(|&byte| byte == b','));
         for entry in entries {
+            let entry = std::str::from_utf8(entry).unwrap_or("");
             let Some(ip) = parse_entry(entry.trim()) else {
                 break;
             };
@@ -87,6 +90,7 @@ pub fn parse_range(text: &str) -> Result<IpNet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn proxies(ranges: &[&str]) -> TrustedProxies {
         TrustedProxies::new(ranges.iter().map(|r| parse_range(r).unwrap()).collect())
@@ -95,7 +99,8 @@ mod tests {
     fn client(trusted: &TrustedProxies, peer: &str, forwarded: &[&str]) -> String {
         let mut headers = HeaderMap::new();
         for value in forwarded {
-            headers.append(X_FORWARDED_FOR, value.parse().unwrap());
+            let value = value.chars().map(|c| c as u32 as u8).collect::<Vec<_>>();
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_bytes(&value).unwrap());
         }
         trusted.client(peer.parse().unwrap(), &headers)
     }
@@ -120,6 +125,8 @@ mod tests {
             // Garbage ends the walk at the last trusted hop.
             ("10.1.2.3:5000", &["1.2.3.4, unknown, 10.0.0.7"], "10.0.0.7"),
             ("10.1.2.3:5000", &["unknown"], "10.1.2.3:5000"),
+            // A non-ASCII byte spoils its entry only.
+            ("10.1.2.3:5000", &["\u{ff}, 203.0.113.7"], "203.0.113.7"),
             ("10.1.2.3:5000", &[], "10.1.2.3:5000"),
             // An IPv4 peer seen through a dual-stack socket.
             ("[::ffff:10.1.2.3]:5000", &["1.2.3.4"], "1.2.3.4"),

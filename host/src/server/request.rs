@@ -1,6 +1,6 @@
 //! What the host does to a client's request before a guest sees it.
 
-use http::header::{CONNECTION, HeaderName, HeaderValue};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Uri};
 
 /// The matched pattern, e.g. `/api/users/[id]`.
@@ -24,15 +24,22 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Headers a client's `Connection` header may not remove: the request needs
+/// them end to end (without `Host` it has no authority), whatever a client
+/// lists as hop-by-hop.
+const END_TO_END: [HeaderName; 2] = [HOST, CONTENT_LENGTH];
+
 /// Where a path with a trailing slash (other than `/`) is redirected: the
-/// same path without it, query kept. Leading slashes are collapsed so that
-/// `//evil.example/` cannot become a protocol-relative `Location`.
+/// same path without it, query kept. Leading slashes are collapsed, and
+/// backslashes escaped (browsers read `\` as `/`), so that neither
+/// `//evil.example/` nor `/\evil.example/` can become a protocol-relative
+/// `Location`.
 pub fn trailing_slash_redirect(uri: &Uri) -> Option<String> {
     let path = uri.path();
     if path.len() <= 1 || !path.ends_with('/') {
         return None;
     }
-    let trimmed = path.trim_matches('/');
+    let trimmed = path.trim_matches('/').replace('\\', "%5C");
     let mut location = format!("/{trimmed}");
     if let Some(query) = uri.query() {
         location.push('?');
@@ -54,6 +61,7 @@ pub fn set_boundary_headers(
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .filter(|name| !END_TO_END.contains(name))
         .collect();
     for name in listed
         .iter()
@@ -93,6 +101,8 @@ mod tests {
             ("/hello//", Some("/hello")),
             ("/a/b/?x=1&y", Some("/a/b?x=1&y")),
             ("//evil.example/", Some("/evil.example")),
+            ("/\\evil.example/", Some("/%5Cevil.example")),
+            ("/\\/evil.example/", Some("/%5C/evil.example")),
             ("/?q", None),
         ];
         for (uri, expected) in cases {
@@ -112,7 +122,9 @@ mod tests {
             ("wedge-params", "id=spoofed"),
             ("wedge-route", "/spoofed"),
             ("wedge-client-addr", "1.2.3.4:5"),
-            ("connection", "keep-alive, x-private"),
+            ("connection", "keep-alive, x-private, host, content-length"),
+            ("host", "example.com"),
+            ("content-length", "0"),
             ("x-private", "secret"),
             ("keep-alive", "timeout=5"),
             ("te", "trailers"),
@@ -130,9 +142,11 @@ mod tests {
         assert_eq!(headers["wedge-route"], "/u/[id]");
         assert_eq!(headers["wedge-client-addr"], "127.0.0.1:4000");
         assert_eq!(headers["accept"], "text/html");
+        assert_eq!(headers["host"], "example.com");
+        assert_eq!(headers["content-length"], "0");
         for gone in ["connection", "x-private", "keep-alive", "te"] {
             assert!(!headers.contains_key(gone), "{gone} kept");
         }
-        assert_eq!(headers.len(), 4);
+        assert_eq!(headers.len(), 6);
     }
 }
