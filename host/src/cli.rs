@@ -95,8 +95,9 @@ struct ServeArgs {
     /// drain within --shutdown-grace.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     shutdown_delay: Duration,
-    /// How long a client may take to send request headers, and an idle
-    /// keep-alive connection may stay open.
+    /// How long a client may take from connecting (TLS handshake included)
+    /// to a complete request head, and a connection with no request in
+    /// flight (HTTP/1.1 keep-alive or HTTP/2) may stay open.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
     /// Largest request head (request line and headers).

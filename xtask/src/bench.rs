@@ -402,7 +402,7 @@ impl Bench {
         Ok(())
     }
 
-    fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.work.join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clear {}", dir.display()))?;
@@ -503,7 +503,7 @@ pub fn listening_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
 }
 
 /// `GET path` over a fresh HTTP/1.1 connection: (status, body).
-fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -532,7 +532,7 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
 }
 
 /// Polls `GET path` until it answers 200.
-fn wait_ok(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+pub(crate) fn wait_ok(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + DEADLINE;
     while Instant::now() < deadline {
         if let Ok((200, _)) = get(addr, path) {
@@ -565,12 +565,12 @@ fn sample(
     (0..n).map(|_| once()).collect()
 }
 
-fn ms(duration: Duration) -> f64 {
+pub(crate) fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
 /// Median, p99 (with 50 samples: the largest but none), min and max.
-fn summary(samples: &[Duration]) -> String {
+pub(crate) fn summary(samples: &[Duration]) -> String {
     let mut sorted = samples.to_vec();
     sorted.sort();
     let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
@@ -583,7 +583,7 @@ fn summary(samples: &[Duration]) -> String {
     )
 }
 
-fn print_rows(title: &str, rows: &[(String, String)]) {
+pub(crate) fn print_rows(title: &str, rows: &[(String, String)]) {
     println!("\n{title}");
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     for (name, value) in rows {

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod compare;
 mod deploy;
+mod hostile;
 
 /// The workspaces whose crates are built only for wasm32-wasip2.
 const GUEST_MANIFESTS: [&str; 3] = [
@@ -84,6 +85,11 @@ enum BenchKind {
     /// The JavaScript and Python examples beside a Rust component: size,
     /// start-up with a cold and a warm cache, per-request latency.
     Languages,
+    /// A well-behaved route beside busy guests, then a 60 s soak beside
+    /// silent sockets, slowloris heads, bomb and log-flood guests and a
+    /// churning routes folder: its latency and failures, the server's peak
+    /// RSS and open fds.
+    Hostile,
 }
 
 fn main() -> ExitCode {
@@ -349,6 +355,7 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
     match which {
         BenchKind::Reload => bench.reload(),
         BenchKind::Noisy => bench.noisy(),
+        BenchKind::Hostile => bench.hostile(),
         BenchKind::Dev => bench.dev(
             &root().join("guest-sdk"),
             &root().join("examples/Cargo.lock"),

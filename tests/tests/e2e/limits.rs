@@ -394,3 +394,28 @@ async fn without_address_space_for_the_pool_wedge_falls_back_and_serves() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\r\nv1\r\n"), "{response}");
 }
+
+#[tokio::test]
+async fn a_busy_guest_stops_at_its_cpu_time_and_a_waiting_one_does_not_use_it() {
+    let routes = Routes::new()
+        .with("spin.wasm", "busy_loop")
+        .sidecar("spin.toml", "timeout = \"60s\"\ncpu_time = \"200ms\"")
+        .with("sleep.wasm", "sleepy")
+        .sidecar("sleep.toml", "cpu_time = \"50ms\"");
+    let server = Server::start(routes.path()).await;
+    let client = server.http1();
+    let started = Instant::now();
+    let answer = client.get("/spin").await;
+    assert_eq!(answer.status(), 504, "{:?}", answer.body());
+    assert_eq!(text(&answer), "handler used up its CPU time\n");
+    // Well before the 60 s wall-clock timeout (generous for a loaded machine).
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    server.log.wait_for("used up its CPU time of 200ms").await;
+    // Waiting on the host is not running: 500 ms asleep within 50 ms of CPU.
+    let answer = client.get("/sleep?ms=500").await;
+    assert_eq!(answer.status(), 200, "{:?}", answer.body());
+}
