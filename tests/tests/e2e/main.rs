@@ -11,6 +11,7 @@ mod languages;
 mod limits;
 mod ops;
 mod outbound;
+mod policy;
 mod reload;
 mod routing;
 mod sdk;
