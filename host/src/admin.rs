@@ -174,6 +174,8 @@ fn settings_json(settings: &RouteSettings) -> Value {
         "timeout": duration(settings.timeout),
         "memory": settings.memory,
         "max_body": settings.max_body,
+        "cpu_time": duration(settings.cpu_time),
+        "max_outbound_connections": settings.outbound_connections.max(),
         "allowed_outbound_hosts": settings
             .allowed_outbound_hosts
             .entries()

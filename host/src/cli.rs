@@ -22,7 +22,7 @@ use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
 use crate::server::tls::{Certificate, TlsFiles};
 use crate::server::{self, DEFAULT_MAX_CONNECTIONS, ServerOptions, ServerState, TrustedProxies};
-use crate::settings::ConfigFile;
+use crate::settings::{ConfigFile, EnvAllow, Policy};
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
 #[derive(Debug, Parser)]
@@ -143,6 +143,11 @@ struct LoadArgs {
     /// the host's environment; re-read when it changes.
     #[arg(long, value_name = "FILE")]
     env_file: Option<PathBuf>,
+    /// Host variables (and --env-file variables) that `${NAME}` in a sidecar
+    /// may read: a name or a glob such as `WEATHER_*`; repeatable, and added
+    /// to `env_allow` in --config. Without either, any variable may be read.
+    #[arg(long, value_name = "PATTERN")]
+    env_allow: Vec<String>,
     /// Most guest instances running at once; more requests get 503.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -166,10 +171,12 @@ impl LoadArgs {
             Some(file) => {
                 let text = std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read --config {}", file.display()))?;
-                Some((file.clone(), ConfigFile::parse(file, &text)?.defaults))
+                Some((file.clone(), ConfigFile::parse(file, &text)?))
             }
             None => None,
         };
+        let policy = self.policy(config.as_ref())?;
+        let config = config.map(|(file, config)| (file, config.defaults));
         if let Some(file) = &self.env_file {
             std::fs::metadata(file)
                 .with_context(|| format!("cannot read --env-file {}", file.display()))?;
@@ -178,6 +185,24 @@ impl LoadArgs {
             config,
             env_file: self.env_file.clone(),
             max_memory: self.max_instance_memory,
+            policy,
+        })
+    }
+
+    /// `[limits]`, and `--env-allow` with `env_allow`: a list if either
+    /// gives one.
+    fn policy(&self, config: Option<&(PathBuf, ConfigFile)>) -> anyhow::Result<Policy> {
+        let from_config = config.and_then(|(_, config)| config.env_allow.clone());
+        let env_allow = if self.env_allow.is_empty() && from_config.is_none() {
+            None
+        } else {
+            let mut patterns = self.env_allow.clone();
+            patterns.extend(from_config.unwrap_or_default());
+            Some(EnvAllow::new(&patterns).context("--env-allow")?)
+        };
+        Ok(Policy {
+            limits: config.map(|(file, config)| (file.clone(), config.limits.clone())),
+            env_allow,
         })
     }
 
@@ -239,8 +264,10 @@ fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn new_loader(args: &LoadArgs) -> anyhow::Result<(wasmtime::Engine, Loader)> {
-    let settings = args.settings()?;
+fn new_loader(
+    args: &LoadArgs,
+    settings: SettingsSource,
+) -> anyhow::Result<(wasmtime::Engine, Loader)> {
     let cache = args.open_cache()?;
     let options = EngineOptions {
         max_instances: args.max_instances,
@@ -297,7 +324,17 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             })?),
             None => None,
         };
-        let (engine, loader) = new_loader(&args.load)?;
+        let settings = args.load.settings()?;
+        let env_listed = settings.policy.env_allow.is_some();
+        let (engine, loader) = new_loader(&args.load, settings)?;
+        if mode == Mode::Serve && !args.dev && !env_listed {
+            tracing::warn!(
+                "every host variable is readable by every sidecar: `${{NAME}}` in any route's \
+                 [env] may read any variable of the server's environment or --env-file, \
+                 including credentials meant for other routes; list the ones sidecars may read \
+                 with --env-allow PATTERN (e.g. --env-allow 'WEATHER_*') or env_allow in --config"
+            );
+        }
         let metrics = Arc::new(Metrics::new(loader.cache_stats()));
         let admin = Arc::new(Admin::new(metrics.clone(), &args.routes_dir));
         // Probes are answered while the first table loads (a cold cache
@@ -422,7 +459,7 @@ fn discover_builds(dir: &Path) -> Arc<Builds> {
 
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     check_routes_dir(&args.routes_dir)?;
-    let (_engine, loader) = new_loader(&args.load)?;
+    let (_engine, loader) = new_loader(&args.load, args.load.settings()?)?;
     let loaded = loader.load_dir(&args.routes_dir, None);
     print_table(&args.routes_dir, &loaded);
     for error in &loaded.errors {

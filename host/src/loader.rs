@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::cache::{CacheStats, CompileCache};
 use crate::routing::{PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
-use crate::settings::{RouteSettings, SettingsError, SettingsLayer, parse_env_file};
+use crate::settings::{Policy, RouteSettings, SettingsError, SettingsLayer, parse_env_file};
 
 /// Why a route file cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +119,8 @@ pub struct SettingsSource {
     pub env_file: Option<PathBuf>,
     /// The most memory a route may ask for: the pool's per-instance size.
     pub max_memory: u64,
+    /// `[limits]` and the `${NAME}` allow-list.
+    pub policy: Policy,
 }
 
 impl SettingsSource {
@@ -158,6 +160,7 @@ impl SettingsSource {
                 .as_ref()
                 .map(|(file, layer)| (file.as_path(), layer)),
             self.max_memory,
+            &self.policy,
             &lookup,
         )
     }

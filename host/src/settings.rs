@@ -7,7 +7,8 @@
 //! 1. the route's sidecar,
 //! 2. the `[defaults]` table of the server's `--config wedge.toml`,
 //! 3. the built-in defaults ([`DEFAULT_TIMEOUT`], [`DEFAULT_MEMORY`],
-//!    [`DEFAULT_MAX_BODY`]; no method filter, no per-route cap, no env).
+//!    [`DEFAULT_MAX_BODY`], [`DEFAULT_MAX_OUTBOUND_CONNECTIONS`]; `cpu_time`
+//!    as the route's timeout; no method filter, no per-route cap, no env).
 //!
 //! A key replaces the same key of the layer below it whole: a sidecar's
 //! `methods` is the list, not an addition to the defaults' list. `[env]` is a
@@ -16,6 +17,12 @@
 //! so that an operator states policy for every route once (a tighter timeout,
 //! a smaller body limit) and a route that needs something else says so beside
 //! its code, where whoever reviews the route sees it.
+//!
+//! The operator's [`Policy`] bounds what a sidecar may ask for: `[limits]` in
+//! the config file are ceilings ([`Limits`]; a sidecar over one fails to
+//! load, a built-in default over one is brought down to it), and an
+//! allow-list ([`EnvAllow`]: `--env-allow`, `env_allow`) says which host
+//! variables a sidecar's `${NAME}` may read.
 //!
 //! Reading a file ([`SettingsLayer::parse_sidecar`], [`ConfigFile::parse`])
 //! checks it on its own, so a typo is reported against the file that has it.
@@ -30,7 +37,7 @@
 //!
 //! ```
 //! use std::path::Path;
-//! use wedge::settings::{ConfigFile, RouteSettings, SettingsLayer};
+//! use wedge::settings::{ConfigFile, Policy, RouteSettings, SettingsLayer};
 //!
 //! let config = Path::new("wedge.toml");
 //! let defaults = ConfigFile::parse(config, "[defaults]\ntimeout = \"5s\"\n")?.defaults;
@@ -44,6 +51,7 @@
 //!     Some((sidecar, &route)),
 //!     Some((config, &defaults)),
 //!     256 << 20,
+//!     &Policy::default(),
 //!     &vars,
 //! )?;
 //! assert_eq!(settings.timeout, std::time::Duration::from_secs(5));
@@ -59,14 +67,21 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use http::Method;
 
-use crate::outbound::AllowList;
+use crate::outbound::{AllowList, ConnectionCap};
 
+mod env_allow;
 mod env_file;
 mod env_template;
 mod layer;
+mod limits;
 
+pub use crate::outbound::DEFAULT_MAX_OUTBOUND_CONNECTIONS;
+use env_allow::resolve_env;
+pub use env_allow::{EnvAllow, InvalidEnvPattern};
 pub use env_file::parse_env_file;
 use env_template::EnvTemplate;
+use limits::Ceilings;
+pub use limits::Limits;
 
 /// Wall-clock time a request may run: long enough for a handler waiting on a
 /// slow upstream, short enough that a stuck one frees its instance slot
@@ -83,6 +98,22 @@ pub const DEFAULT_MEMORY: u64 = 128 << 20;
 /// a route taking larger uploads opts in.
 pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
 
+/// CPU time per request, for a route that sets neither `cpu_time` nor
+/// `timeout`: the default timeout, so that no guest that finishes in time
+/// today is stopped by its CPU budget (Cloudflare's default CPU limit is
+/// 30 s too). A route that sets only `timeout` gets that as its `cpu_time`;
+/// a tighter budget is the operator's (`[defaults]`, `[limits]`) or the
+/// route's choice.
+pub const DEFAULT_CPU_TIME: Duration = DEFAULT_TIMEOUT;
+
+/// The longest `timeout` or `cpu_time`: a request running longer than a
+/// day is a job, not a request, and `"100y"` is a typo, not a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest `memory` or `max_body`: a TiB is more than any instance or
+/// upload a request handles, so a larger value is a unit typo.
+pub const MAX_SIZE: u64 = 1 << 40;
+
 /// What one file says (a sidecar, or the config's `[defaults]`); every key
 /// optional. Values are validated when the file is read; only `${NAME}`
 /// references and the `memory` ceiling wait for [`RouteSettings::resolve`].
@@ -93,6 +124,8 @@ pub struct SettingsLayer {
     timeout: Option<Duration>,
     memory: Option<u64>,
     max_body: Option<u64>,
+    cpu_time: Option<Duration>,
+    max_outbound_connections: Option<u32>,
     allowed_outbound_hosts: Option<AllowList>,
     env: BTreeMap<String, EnvTemplate>,
     build: Option<BuildSettings>,
@@ -111,17 +144,23 @@ impl SettingsLayer {
     }
 }
 
-/// The server config file (`--config wedge.toml`): for now only a
-/// `[defaults]` table, whose keys are a sidecar's keys except `[build]`.
+/// The server config file (`--config wedge.toml`): a `[defaults]` table,
+/// whose keys are a sidecar's keys except `[build]`; `[limits]`, ceilings
+/// on those keys; `env_allow`, the host variables `${NAME}` may read.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigFile {
     /// The `[defaults]` table: the layer under every route's sidecar.
     pub defaults: SettingsLayer,
+    /// The `[limits]` table; no key: no ceiling.
+    pub limits: Limits,
+    /// `env_allow`, checked as globs; `None`: not given.
+    pub env_allow: Option<Vec<String>>,
 }
 
 impl ConfigFile {
-    /// Parses the config file's text; unknown keys, at the top or in
-    /// `[defaults]`, are errors.
+    /// Parses the config file's text; unknown keys, at the top, in
+    /// `[defaults]` or `[limits]`, are errors, and so is a `[defaults]` key
+    /// over its `[limits]` ceiling.
     pub fn parse(file: &Path, text: &str) -> Result<ConfigFile, SettingsError> {
         layer::parse_config(file, text)
     }
@@ -142,6 +181,12 @@ pub struct RouteSettings {
     pub memory: u64,
     /// Request body limit, in bytes.
     pub max_body: u64,
+    /// CPU time a request's guest may use (counted while it runs, not
+    /// while it waits); unset in every layer: the route's `timeout`.
+    pub cpu_time: Duration,
+    /// `max_outbound_connections`, with the permits every request of this
+    /// route shares.
+    pub outbound_connections: ConnectionCap,
     /// Where the guest may send outbound HTTP requests; empty: nowhere.
     pub allowed_outbound_hosts: AllowList,
     /// The guest's whole environment, values resolved, sorted by name.
@@ -209,11 +254,23 @@ impl Default for RouteSettings {
             timeout: DEFAULT_TIMEOUT,
             memory: DEFAULT_MEMORY,
             max_body: DEFAULT_MAX_BODY,
+            cpu_time: DEFAULT_CPU_TIME,
+            outbound_connections: ConnectionCap::default(),
             allowed_outbound_hosts: AllowList::default(),
             env: Vec::new(),
             build: None,
         }
     }
+}
+
+/// What the operator imposes on every route, beside `[defaults]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    /// `[limits]` of `--config`, with that file.
+    pub limits: Option<(PathBuf, Limits)>,
+    /// `--env-allow` and `env_allow`; `None`: a sidecar's `${NAME}` may
+    /// read every variable.
+    pub env_allow: Option<EnvAllow>,
 }
 
 /// A layer with the file it came from, so an error names the right file.
@@ -241,14 +298,17 @@ fn first<'a, T>(
 }
 
 impl RouteSettings {
-    /// Layers `sidecar` over `defaults` over the built-in defaults, resolves
-    /// `${NAME}` in `[env]` values with `vars`, and checks that `memory` fits
-    /// `max_memory`, the pool's per-instance size (`--max-instance-memory`).
-    /// An error names the file of the layer the failing key came from.
+    /// Layers `sidecar` over `defaults` over the built-in defaults, checks
+    /// each limited key against `policy`'s `[limits]` and `memory` against
+    /// `max_memory`, the pool's per-instance size (`--max-instance-memory`),
+    /// and resolves `${NAME}` in `[env]` values with `vars` (a sidecar's only
+    /// within `policy`'s allow-list). An error names the file of the layer
+    /// the failing key came from.
     pub fn resolve(
         sidecar: Option<(&Path, &SettingsLayer)>,
         defaults: Option<(&Path, &SettingsLayer)>,
         max_memory: u64,
+        policy: &Policy,
         vars: &dyn Fn(&str) -> Option<String>,
     ) -> Result<RouteSettings, SettingsError> {
         let sidecar = sidecar.map(|(file, layer)| Source {
@@ -262,7 +322,15 @@ impl RouteSettings {
             layer,
         });
         let sources: Vec<Source<'_>> = sidecar.into_iter().chain(defaults).collect();
-        let built_in = RouteSettings::default();
+        let no_limits = Limits::default();
+        let ceilings = match &policy.limits {
+            Some((file, limits)) => Ceilings { limits, file },
+            None => Ceilings {
+                limits: &no_limits,
+                file: Path::new(""),
+            },
+        };
+        let limits = ceilings.limits;
 
         let memory = match first(&sources, |layer| layer.memory) {
             Some((memory, source)) if memory > max_memory => {
@@ -276,43 +344,47 @@ impl RouteSettings {
                     ),
                 ));
             }
-            Some((memory, _)) => memory,
-            None => built_in.memory.min(max_memory),
+            found => found,
         };
-
-        // Lowest layer first, so a more specific layer's name replaces it.
-        let mut templates = BTreeMap::new();
-        for source in sources.iter().rev() {
-            for (name, template) in &source.layer.env {
-                templates.insert(name.as_str(), (template, source));
-            }
-        }
-        let env = templates
-            .into_iter()
-            .map(|(name, (template, source))| {
-                let value = template.render(vars).map_err(|var| {
-                    source.error(
-                        &format!("env.{name}"),
-                        format!(
-                            "`${{{var}}}` is not set: set {var} in the host's environment \
-                             or in an --env-file"
-                        ),
-                    )
-                })?;
-                Ok((name.to_owned(), value))
-            })
-            .collect::<Result<Vec<_>, SettingsError>>()?;
+        let memory = ceilings.capped(
+            "memory",
+            memory,
+            DEFAULT_MEMORY.min(max_memory),
+            limits.memory,
+        )?;
+        let timeout = first(&sources, |layer| layer.timeout);
+        let timeout = ceilings.capped("timeout", timeout, DEFAULT_TIMEOUT, limits.timeout)?;
+        let cpu_time = first(&sources, |layer| layer.cpu_time);
+        let cpu_time = ceilings.capped("cpu_time", cpu_time, timeout, limits.cpu_time)?;
+        let max_body = first(&sources, |layer| layer.max_body);
+        let max_body = ceilings.capped("max_body", max_body, DEFAULT_MAX_BODY, limits.max_body)?;
+        let max_concurrency = first(&sources, |layer| layer.max_concurrency);
+        let max_concurrency = ceilings.ceiling(
+            "max_concurrency",
+            max_concurrency,
+            None,
+            limits.max_concurrency,
+        )?;
+        let connections = first(&sources, |layer| layer.max_outbound_connections);
+        let connections = ceilings.capped(
+            "max_outbound_connections",
+            connections,
+            DEFAULT_MAX_OUTBOUND_CONNECTIONS,
+            limits.max_outbound_connections,
+        )?;
 
         Ok(RouteSettings {
             methods: first(&sources, |layer| layer.methods.clone()).map(|(value, _)| value),
-            max_concurrency: first(&sources, |layer| layer.max_concurrency).map(|(value, _)| value),
-            timeout: first(&sources, |layer| layer.timeout).map_or(built_in.timeout, |(v, _)| v),
+            max_concurrency,
+            timeout,
             memory,
-            max_body: first(&sources, |layer| layer.max_body).map_or(built_in.max_body, |(v, _)| v),
+            max_body,
+            cpu_time,
+            outbound_connections: ConnectionCap::new(connections),
             allowed_outbound_hosts: first(&sources, |layer| layer.allowed_outbound_hosts.clone())
                 .map(|(value, _)| value)
                 .unwrap_or_default(),
-            env,
+            env: resolve_env(&sources, policy.env_allow.as_ref(), vars)?,
             build: first(&sources, |layer| layer.build.clone()).map(|(value, _)| value),
         })
     }
@@ -331,6 +403,8 @@ impl fmt::Debug for RouteSettings {
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
             .field("max_body", &self.max_body)
+            .field("cpu_time", &self.cpu_time)
+            .field("outbound_connections", &self.outbound_connections)
             .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .field("env", &EnvNames(self))
             .field("build", &self.build)
@@ -389,6 +463,16 @@ mod tests {
         max_memory: u64,
         vars: &[(&str, &str)],
     ) -> Result<RouteSettings, SettingsError> {
+        resolve_under(route, config, max_memory, &Policy::default(), vars)
+    }
+
+    fn resolve_under(
+        route: Option<&str>,
+        config: Option<&str>,
+        max_memory: u64,
+        policy: &Policy,
+        vars: &[(&str, &str)],
+    ) -> Result<RouteSettings, SettingsError> {
         let (route, config) = (route.map(sidecar), config.map(defaults));
         let lookup = |name: &str| {
             vars.iter()
@@ -401,6 +485,7 @@ mod tests {
                 .as_ref()
                 .map(|layer| (Path::new("wedge.toml"), layer)),
             max_memory,
+            policy,
             &lookup,
         )
     }
@@ -416,6 +501,38 @@ mod tests {
         assert_eq!(resolve(Some(""), Some("[defaults]")), expected);
         assert_eq!(expected.timeout, Duration::from_secs(30));
         assert_eq!((expected.memory, expected.max_body), (128 * MIB, 10 * MIB));
+        assert_eq!(expected.cpu_time, DEFAULT_CPU_TIME);
+        assert_eq!(expected.outbound_connections.max(), 256);
+    }
+
+    #[test]
+    fn cpu_time_follows_the_timeout_unless_set() {
+        let cases = [
+            (None, None, DEFAULT_TIMEOUT),
+            (Some("timeout = \"2m\""), None, Duration::from_secs(120)),
+            (
+                Some("timeout = \"2m\""),
+                Some("[defaults]\ncpu_time = \"5s\""),
+                Duration::from_secs(5),
+            ),
+            (
+                Some("timeout = \"2s\"\ncpu_time = \"10s\""),
+                None,
+                Duration::from_secs(10),
+            ),
+            (
+                None,
+                Some("[defaults]\ntimeout = \"3s\""),
+                Duration::from_secs(3),
+            ),
+        ];
+        for (route, config, cpu_time) in cases {
+            assert_eq!(
+                resolve(route, config).cpu_time,
+                cpu_time,
+                "{route:?} {config:?}"
+            );
+        }
     }
 
     #[test]
@@ -426,6 +543,11 @@ mod tests {
             ("timeout = \"1s\"", "timeout = \"2s\""),
             ("memory = \"1MiB\"", "memory = \"2MiB\""),
             ("max_body = 0", "max_body = 9"),
+            ("cpu_time = \"1s\"", "cpu_time = \"2s\""),
+            (
+                "max_outbound_connections = 1",
+                "max_outbound_connections = 2",
+            ),
             ("[env]\nA = \"route\"", "[env]\nA = \"config\""),
         ];
         for (route, default) in cases {
@@ -530,6 +652,62 @@ mod tests {
             "wedge.toml: `defaults.env.K`: `${NOPE}` is not set: set NOPE in the host's \
              environment or in an --env-file"
         );
+    }
+
+    fn allowing(patterns: &[&str]) -> Policy {
+        let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+        Policy {
+            limits: None,
+            env_allow: Some(EnvAllow::new(&patterns).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_sidecar_reference_outside_the_allow_list_fails_naming_it_and_the_flag() {
+        let vars = [("WEATHER_KEY", "w"), ("AWS_SECRET", "s")];
+        let policy = allowing(&["WEATHER_*"]);
+        let text = "[env]\nKEY = \"${WEATHER_KEY}\"\nSTOLEN = \"x ${AWS_SECRET}\"";
+        let error = resolve_under(Some(text), None, MIB, &policy, &vars).unwrap_err();
+        assert_eq!(error.file, Path::new("r.toml"));
+        assert_eq!(error.key.as_deref(), Some("env.STOLEN"));
+        for fragment in ["${AWS_SECRET}", "--env-allow", "allowed: WEATHER_*"] {
+            assert!(error.message.contains(fragment), "{error}");
+        }
+        let fine = resolve_under(
+            Some("[env]\nKEY = \"${WEATHER_KEY}\""),
+            None,
+            MIB,
+            &policy,
+            &vars,
+        );
+        assert_eq!(fine.unwrap().env, [("KEY".to_owned(), "w".to_owned())]);
+        // Literal values need no list; an empty list allows no reference.
+        let none = allowing(&[]);
+        resolve_under(Some("[env]\nA = \"$$AWS_SECRET\""), None, MIB, &none, &vars).unwrap();
+        let error = resolve_under(
+            Some("[env]\nK = \"${WEATHER_KEY}\""),
+            None,
+            MIB,
+            &none,
+            &vars,
+        );
+        assert!(error.unwrap_err().message.contains("allowed: none"));
+        // Without a list, today's behaviour: any variable.
+        resolve_under(Some(text), None, MIB, &Policy::default(), &vars).unwrap();
+    }
+
+    #[test]
+    fn the_operators_defaults_env_is_not_held_to_the_allow_list() {
+        let vars = [("DB_URL", "postgres://")];
+        let policy = allowing(&["WEATHER_*"]);
+        let settings = resolve_under(
+            Some(""),
+            Some("[defaults.env]\nDB = \"${DB_URL}\""),
+            MIB,
+            &policy,
+            &vars,
+        );
+        assert_eq!(settings.unwrap().env[0].1, "postgres://");
     }
 
     #[test]

@@ -9,10 +9,16 @@
 //!
 //! Matching the URI is not enough: a listed name could resolve to an internal
 //! address. [`send_request`] resolves the host itself and connects only to
-//! addresses [`address_allowed`] accepts (the SSRF guard): never link-local,
-//! and loopback or private only when the entry is that IP literal (or
-//! `localhost`, for loopback). Redirects are never followed by the host; the
-//! guest sees them and may make a new request, which is checked again.
+//! addresses [`address_allowed`] accepts (the SSRF guard): never link-local
+//! or a cloud metadata address, and loopback or private only when the entry
+//! is that IP literal (or `localhost`, for loopback). Redirects are never
+//! followed by the host; the guest sees them and may make a new request,
+//! which is checked again.
+//!
+//! A route holds at most `max_outbound_connections` connections open at once
+//! ([`ConnectionCap`], default [`DEFAULT_MAX_OUTBOUND_CONNECTIONS`]), and the
+//! server runs at most [`MAX_DNS_LOOKUPS`] lookups at once; a request over
+//! either waits, until its connect deadline.
 //!
 //! ```
 //! use wedge::outbound::AllowList;
@@ -29,12 +35,14 @@
 
 mod address;
 mod host;
+mod limits;
 mod send;
 
 pub use address::{AddressClass, address_allowed, classify};
 pub use host::{
     HostPattern, InvalidOutboundHost, InvalidReason, OutboundHost, OutboundScheme, PortPattern,
 };
+pub use limits::{ConnectionCap, DEFAULT_MAX_OUTBOUND_CONNECTIONS, MAX_DNS_LOOKUPS};
 pub use send::send_request;
 
 use host::RequestTarget;

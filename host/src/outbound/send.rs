@@ -1,7 +1,8 @@
 //! Sending an allowed request: resolve, guard, connect, TLS, HTTP/1.1.
 //!
 //! Adapted from `wasmtime_wasi_http::default_send_request`, with the allow
-//! list checked first, the SSRF guard between resolving and connecting, and
+//! list checked first, the SSRF guard between resolving and connecting, the
+//! route's cap on open connections and the server's cap on lookups, and
 //! the whole exchange bounded by the route's timeout.
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Interval, Sleep};
 use tokio_rustls::rustls;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
@@ -22,6 +24,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 use super::AllowList;
 use super::address::{address_allowed, classify};
 use super::host::{OutboundHost, OutboundScheme, RequestTarget, TargetError, TargetHost};
+use super::limits::{ConnectionCap, lookup};
 
 /// A connected stream, plain TCP or TLS over it.
 trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -38,6 +41,11 @@ type Driver = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Connection>
 /// ([`address_allowed`]). Otherwise connects to the first allowed address
 /// that accepts, with TLS for `https` (webpki roots, SNI = the URI's host),
 /// and speaks HTTP/1.1. Redirects are returned to the guest, not followed.
+///
+/// An allowed request first waits for room under the route's
+/// `connections` cap (until its connect deadline, then
+/// `ConnectionLimitReached`); the connection counts until it is closed:
+/// the response body read or dropped, or the deadline passed.
 ///
 /// Everything is bounded by `timeout`, the route's timeout, counted from
 /// this call: connecting (with the guest's `connect_timeout`, if shorter)
@@ -57,6 +65,7 @@ pub async fn send_request(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     allow: &AllowList,
+    connections: &ConnectionCap,
     route: &str,
     timeout: Duration,
 ) -> Result<
@@ -69,7 +78,8 @@ pub async fn send_request(
     let deadline = deadline_after(Instant::now(), timeout);
     let options = options.unwrap_or_default();
     let (mut parts, body) = request.into_parts();
-    let (sender, driver) = match open(&mut parts, &options, allow, route, deadline).await {
+    let opened = open(&mut parts, &options, allow, connections, route, deadline).await;
+    let (sender, driver, permit) = match opened {
         Ok(connection) => connection,
         Err(error) => {
             discard(body, deadline);
@@ -77,20 +87,24 @@ pub async fn send_request(
         }
     };
     let request = http::Request::from_parts(parts, body);
-    exchange(sender, driver, request, &options, deadline).await
+    exchange(sender, driver, permit, request, &options, deadline).await
 }
 
-/// Checks the target, connects to it, and rewrites the URI for the wire.
+/// Checks the target, waits for room under the route's cap, connects, and
+/// rewrites the URI for the wire; the permit is the connection's room.
 async fn open(
     parts: &mut http::request::Parts,
     options: &RequestOptions,
     allow: &AllowList,
+    connections: &ConnectionCap,
     route: &str,
     deadline: Instant,
-) -> Result<(Sender, Driver), Error> {
+) -> Result<(Sender, Driver, OwnedSemaphorePermit), Error> {
     let (target, entry) = allowed_target(&parts.uri, allow, route)?;
     let connect_deadline = phase_deadline(deadline, options.connect_timeout);
-    let connection = tokio::time::timeout_at(connect_deadline, connect(&target, entry, route))
+    let permit = connections.acquire(connect_deadline, route).await?;
+    let connecting = connect(&target, entry, route, connect_deadline);
+    let (sender, driver) = tokio::time::timeout_at(connect_deadline, connecting)
         .await
         .map_err(|_| Error::ConnectionTimeout)??;
     // The request holds the scheme and authority, but on the wire they belong
@@ -100,7 +114,7 @@ async fn open(
         .path_and_query(path)
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    Ok(connection)
+    Ok((sender, driver, permit))
 }
 
 /// Reads `body` to its end (or `deadline`) and drops what it reads.
@@ -155,8 +169,9 @@ async fn connect(
     target: &RequestTarget,
     entry: &OutboundHost,
     route: &str,
+    deadline: Instant,
 ) -> Result<(Sender, Driver), Error> {
-    let addrs = resolve(target).await?;
+    let addrs = resolve(target, deadline).await?;
     let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs
         .into_iter()
         .partition(|addr| address_allowed(entry, addr.ip()));
@@ -194,19 +209,14 @@ async fn connect(
     Ok((sender, driver))
 }
 
-/// The addresses to try: an IP literal as is, a name through the resolver.
-async fn resolve(target: &RequestTarget) -> Result<Vec<SocketAddr>, Error> {
+/// The addresses to try: an IP literal as is, a name through the resolver
+/// (within the server's cap on lookups at once).
+async fn resolve(target: &RequestTarget, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
     let name = match &target.host {
         TargetHost::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, target.port)]),
         TargetHost::Name(name) => name.as_str(),
     };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, target.port))
-        .await
-        .map_err(|err| Error::DnsError {
-            rcode: Some(err.to_string()),
-            info_code: None,
-        })?
-        .collect();
+    let addrs = lookup(name, target.port, deadline).await?;
     if addrs.is_empty() {
         return Err(Error::DestinationNotFound);
     }
@@ -253,10 +263,12 @@ async fn tls_connect(
 }
 
 /// Sends the request and waits for the response head while driving the
-/// connection; returns the response and what is left of the driver.
+/// connection; returns the response and what is left of the driver, which
+/// holds the connection's `permit` until the connection is closed.
 async fn exchange(
     mut sender: Sender,
     driver: Driver,
+    permit: OwnedSemaphorePermit,
     request: http::Request<WasiBody>,
     options: &RequestOptions,
     deadline: Instant,
@@ -296,6 +308,7 @@ async fn exchange(
     })
     .await?;
     let driver = async move {
+        let _permit = permit;
         let Some(driver) = driver else {
             return Ok(());
         };
@@ -459,7 +472,8 @@ mod tests {
         allow: &AllowList,
         timeout: Duration,
     ) -> Result<http::Response<WasiBody>, Error> {
-        let (response, driver) = send_request(get(uri), None, allow, ROUTE, timeout).await?;
+        let cap = ConnectionCap::default();
+        let (response, driver) = send_request(get(uri), None, allow, &cap, ROUTE, timeout).await?;
         tokio::spawn(driver);
         Ok(response)
     }
@@ -558,7 +572,9 @@ mod tests {
             ..RequestOptions::default()
         };
         let started = Instant::now();
-        let result = send_request(get(&uri), Some(options), &allow, ROUTE, TEST_TIMEOUT).await;
+        let cap = ConnectionCap::default();
+        let result =
+            send_request(get(&uri), Some(options), &allow, &cap, ROUTE, TEST_TIMEOUT).await;
         assert!(
             matches!(result, Err(Error::ConnectionReadTimeout)),
             "{:?}",
@@ -594,6 +610,37 @@ mod tests {
             "{result:?}"
         );
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_counts_against_the_cap_until_it_closes() {
+        // Half a body: the connection stays open until the body is dropped.
+        let (addr, accepted) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab").await;
+        let allow = allow(format!("http://127.0.0.1:{}", addr.port()));
+        let uri = format!("http://127.0.0.1:{}/", addr.port());
+        let cap = ConnectionCap::new(1);
+        let first = send_request(get(&uri), None, &allow, &cap, ROUTE, TEST_TIMEOUT).await;
+        let (response, driver) = first.unwrap();
+        let driver = tokio::spawn(driver);
+        assert_eq!(cap.open(), 1);
+        // A second request waits for room until its deadline, and never
+        // connects.
+        let short = Duration::from_millis(300);
+        let second = send_request(get(&uri), None, &allow, &cap, ROUTE, short).await;
+        assert!(
+            matches!(second, Err(Error::ConnectionLimitReached)),
+            "{:?}",
+            second.err()
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // The guest drops the response: the connection closes, its room frees.
+        drop(response);
+        let closed = tokio::time::timeout(TEST_TIMEOUT, driver).await;
+        assert!(closed.is_ok(), "the connection stayed open");
+        assert_eq!(cap.open(), 0);
+        let third = send_request(get(&uri), None, &allow, &cap, ROUTE, TEST_TIMEOUT).await;
+        assert_eq!(third.unwrap().0.status(), http::StatusCode::OK);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -170,9 +170,19 @@ impl WasiHttpHooks for OutboundPolicy {
     ) -> Box<dyn Future<Output = OutboundResult> + Send> {
         let (route, settings) = (self.route.clone(), self.settings.clone());
         Box::new(async move {
-            let allow = &settings.allowed_outbound_hosts;
-            let (response, connection) =
-                send_request(request, options, allow, &route, settings.timeout).await?;
+            let (allow, connections) = (
+                &settings.allowed_outbound_hosts,
+                &settings.outbound_connections,
+            );
+            let (response, connection) = send_request(
+                request,
+                options,
+                allow,
+                connections,
+                &route,
+                settings.timeout,
+            )
+            .await?;
             Ok((
                 response,
                 Box::new(connection) as Box<dyn Future<Output = _> + Send>,

@@ -61,6 +61,14 @@ impl EnvTemplate {
         Ok(EnvTemplate(pieces))
     }
 
+    /// The variables it references, in order.
+    pub(super) fn vars(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|piece| match piece {
+            Piece::Var(name) => Some(name.as_str()),
+            Piece::Text(_) => None,
+        })
+    }
+
     /// The value with every reference filled from `vars`, or the name of the
     /// first variable `vars` does not have.
     pub(super) fn render(&self, vars: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {

@@ -14,8 +14,12 @@ use bytesize::ByteSize;
 use http::Method;
 use toml::{Table, Value};
 
+use super::env_allow::EnvAllow;
 use super::env_template::EnvTemplate;
-use super::{BuildSettings, ConfigFile, SettingsError, SettingsLayer, is_env_name};
+use super::limits::{Limits, Shown, defaults_over};
+use super::{
+    BuildSettings, ConfigFile, MAX_DURATION, MAX_SIZE, SettingsError, SettingsLayer, is_env_name,
+};
 use crate::outbound::AllowList;
 
 const SIDECAR_KEYS: &[&str] = &[
@@ -25,6 +29,8 @@ const SIDECAR_KEYS: &[&str] = &[
     "timeout",
     "memory",
     "max_body",
+    "cpu_time",
+    "max_outbound_connections",
     "env",
     "build",
 ];
@@ -35,9 +41,19 @@ const DEFAULTS_KEYS: &[&str] = &[
     "timeout",
     "memory",
     "max_body",
+    "cpu_time",
+    "max_outbound_connections",
     "env",
 ];
-const CONFIG_KEYS: &[&str] = &["defaults"];
+const LIMITS_KEYS: &[&str] = &[
+    "max_concurrency",
+    "timeout",
+    "memory",
+    "max_body",
+    "cpu_time",
+    "max_outbound_connections",
+];
+const CONFIG_KEYS: &[&str] = &["defaults", "limits", "env_allow"];
 const BUILD_KEYS: &[&str] = &["workdir", "command", "watch", "output"];
 
 /// One WebAssembly page: no module runs with less linear memory.
@@ -132,7 +148,84 @@ pub(super) fn parse_config(file: &Path, text: &str) -> Result<ConfigFile, Settin
         }
         Some(other) => return Err(ctx.error("defaults", wrong_type("a table", &other))),
     };
-    Ok(ConfigFile { defaults })
+    let limits = match table.remove("limits") {
+        None => Limits::default(),
+        Some(Value::Table(limits)) => parse_limits(&ctx.nested("limits"), limits)?,
+        Some(other) => return Err(ctx.error("limits", wrong_type("a table", &other))),
+    };
+    check_defaults(&ctx.nested("defaults"), &defaults, &limits)?;
+    let env_allow = ctx.take(&mut table, "env_allow", env_allow)?;
+    Ok(ConfigFile {
+        defaults,
+        limits,
+        env_allow,
+    })
+}
+
+fn parse_limits(ctx: &Ctx<'_>, mut table: Table) -> Result<Limits, SettingsError> {
+    ctx.reject_unknown(&table, LIMITS_KEYS)?;
+    Ok(Limits {
+        timeout: ctx.take(&mut table, "timeout", timeout)?,
+        cpu_time: ctx.take(&mut table, "cpu_time", timeout)?,
+        memory: ctx.take(&mut table, "memory", memory)?,
+        max_body: ctx.take(&mut table, "max_body", bounded_size)?,
+        max_concurrency: ctx.take(&mut table, "max_concurrency", count)?,
+        max_outbound_connections: ctx.take(&mut table, "max_outbound_connections", count)?,
+    })
+}
+
+/// `[defaults]` may not exceed `[limits]` in the same file: an error at
+/// start-up, before any route loads.
+fn check_defaults(
+    ctx: &Ctx<'_>,
+    defaults: &SettingsLayer,
+    limits: &Limits,
+) -> Result<(), SettingsError> {
+    fn check<T: Shown>(
+        ctx: &Ctx<'_>,
+        key: &str,
+        value: Option<T>,
+        ceiling: Option<T>,
+    ) -> Result<(), SettingsError> {
+        match (value, ceiling) {
+            (Some(value), Some(ceiling)) if value > ceiling => {
+                Err(ctx.error(key, defaults_over(key, value, ceiling)))
+            }
+            _ => Ok(()),
+        }
+    }
+    check(ctx, "timeout", defaults.timeout, limits.timeout)?;
+    check(ctx, "cpu_time", defaults.cpu_time, limits.cpu_time)?;
+    check(ctx, "memory", defaults.memory, limits.memory)?;
+    check(ctx, "max_body", defaults.max_body, limits.max_body)?;
+    check(
+        ctx,
+        "max_concurrency",
+        defaults.max_concurrency,
+        limits.max_concurrency,
+    )?;
+    check(
+        ctx,
+        "max_outbound_connections",
+        defaults.max_outbound_connections,
+        limits.max_outbound_connections,
+    )
+}
+
+fn env_allow(value: Value) -> Result<Vec<String>, String> {
+    const EXPECTED: &str = "a list of variable names or globs, like [\"WEATHER_*\", \"DB_URL\"]";
+    let Value::Array(items) = value else {
+        return Err(wrong_type(EXPECTED, &value));
+    };
+    let patterns = items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(pattern) => Ok(pattern),
+            other => Err(wrong_type(EXPECTED, &other)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    EnvAllow::new(&patterns).map_err(|error| error.to_string())?;
+    Ok(patterns)
 }
 
 /// Syntax errors give toml's message and the line and column, never the
@@ -157,10 +250,12 @@ fn parse_layer(
     ctx.reject_unknown(&table, allowed)?;
     Ok(SettingsLayer {
         methods: ctx.take(&mut table, "methods", methods)?,
-        max_concurrency: ctx.take(&mut table, "max_concurrency", max_concurrency)?,
+        max_concurrency: ctx.take(&mut table, "max_concurrency", count)?,
         timeout: ctx.take(&mut table, "timeout", timeout)?,
         memory: ctx.take(&mut table, "memory", memory)?,
-        max_body: ctx.take(&mut table, "max_body", size)?,
+        max_body: ctx.take(&mut table, "max_body", bounded_size)?,
+        cpu_time: ctx.take(&mut table, "cpu_time", timeout)?,
+        max_outbound_connections: ctx.take(&mut table, "max_outbound_connections", count)?,
         allowed_outbound_hosts: ctx.take(&mut table, "allowed_outbound_hosts", outbound_hosts)?,
         env: match table.remove("env") {
             None => BTreeMap::new(),
@@ -244,7 +339,8 @@ fn methods(value: Value) -> Result<Vec<Method>, String> {
     Ok(methods)
 }
 
-fn max_concurrency(value: Value) -> Result<u32, String> {
+/// `max_concurrency`, `max_outbound_connections`.
+fn count(value: Value) -> Result<u32, String> {
     let expected = format!("an integer from 1 to {}", u32::MAX);
     match value {
         Value::Integer(n) => u32::try_from(n)
@@ -255,6 +351,7 @@ fn max_concurrency(value: Value) -> Result<u32, String> {
     }
 }
 
+/// `timeout`, `cpu_time`: more than 0, at most [`MAX_DURATION`].
 fn timeout(value: Value) -> Result<Duration, String> {
     const EXPECTED: &str = "a duration like \"10s\", \"500ms\" or \"1m 30s\"";
     let Value::String(text) = value else {
@@ -262,6 +359,11 @@ fn timeout(value: Value) -> Result<Duration, String> {
     };
     match humantime::parse_duration(&text) {
         Ok(duration) if duration.is_zero() => Err(format!("must be more than 0, {EXPECTED}")),
+        Ok(duration) if duration > MAX_DURATION => Err(format!(
+            "{text:?} is more than the most allowed, {}: a request that needs longer is a \
+             job for something else",
+            MAX_DURATION.shown()
+        )),
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!(
             "{text:?} is not a duration ({error}); write {EXPECTED}"
@@ -283,8 +385,21 @@ fn size(value: Value) -> Result<u64, String> {
     }
 }
 
+/// A size at most [`MAX_SIZE`].
+fn bounded_size(value: Value) -> Result<u64, String> {
+    let size = size(value)?;
+    if size > MAX_SIZE {
+        return Err(format!(
+            "{} is more than the most allowed, {}; is the unit right?",
+            size.shown(),
+            MAX_SIZE.shown()
+        ));
+    }
+    Ok(size)
+}
+
 fn memory(value: Value) -> Result<u64, String> {
-    let memory = size(value)?;
+    let memory = bounded_size(value)?;
     if memory < MIN_MEMORY {
         return Err(format!(
             "is {memory} bytes; must be at least 64KiB (one WebAssembly page)"
@@ -482,6 +597,111 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_sizes_have_absolute_maximums() {
+        let cases = [
+            (
+                "timeout = \"100y\"",
+                "timeout",
+                "more than the most allowed, \"1day\"",
+            ),
+            (
+                "timeout = \"24h 1s\"",
+                "timeout",
+                "more than the most allowed",
+            ),
+            (
+                "cpu_time = \"25h\"",
+                "cpu_time",
+                "more than the most allowed",
+            ),
+            ("cpu_time = \"0s\"", "cpu_time", "more than 0"),
+            ("cpu_time = 5", "cpu_time", "a duration like"),
+            (
+                "max_body = \"2TiB\"",
+                "max_body",
+                "more than the most allowed, \"1.0 TiB\"",
+            ),
+            ("memory = \"100PB\"", "memory", "is the unit right?"),
+            (
+                "max_outbound_connections = 0",
+                "max_outbound_connections",
+                "an integer from 1 to 4294967295; found 0",
+            ),
+            (
+                "max_outbound_connections = \"5\"",
+                "max_outbound_connections",
+                "found a string",
+            ),
+        ];
+        for (text, key, fragment) in cases {
+            let (got_key, message) = error(text);
+            assert_eq!(got_key, key, "{text}");
+            assert!(message.contains(fragment), "{text}: {message}");
+        }
+        let at_most = parse("timeout = \"24h\"\ncpu_time = \"24h\"\nmax_body = \"1TiB\"").unwrap();
+        assert_eq!(at_most.timeout, Some(MAX_DURATION));
+        assert_eq!(at_most.cpu_time, Some(MAX_DURATION));
+        assert_eq!(at_most.max_body, Some(MAX_SIZE));
+        let layer = parse("cpu_time = \"250ms\"\nmax_outbound_connections = 8").unwrap();
+        assert_eq!(layer.cpu_time, Some(Duration::from_millis(250)));
+        assert_eq!(layer.max_outbound_connections, Some(8));
+    }
+
+    #[test]
+    fn config_limits_and_env_allow_are_parsed_and_checked() {
+        let config = |text: &str| ConfigFile::parse(Path::new("wedge.toml"), text);
+        let parsed = config(
+            "env_allow = [\"WEATHER_*\", \"DB_URL\"]\n[limits]\ntimeout = \"1m\"\n\
+             cpu_time = \"2s\"\nmemory = \"64MiB\"\nmax_body = \"1MiB\"\nmax_concurrency = 10\n\
+             max_outbound_connections = 20",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.env_allow,
+            Some(vec!["WEATHER_*".to_owned(), "DB_URL".to_owned()])
+        );
+        let expected = Limits {
+            timeout: Some(Duration::from_secs(60)),
+            cpu_time: Some(Duration::from_secs(2)),
+            memory: Some(64 << 20),
+            max_body: Some(1 << 20),
+            max_concurrency: Some(10),
+            max_outbound_connections: Some(20),
+        };
+        assert_eq!(parsed.limits, expected);
+        assert_eq!(config("").unwrap().env_allow, None);
+        assert_eq!(config("env_allow = []").unwrap().env_allow, Some(vec![]));
+        let cases = [
+            (
+                "[limits]\nmethods = [\"GET\"]",
+                "limits.methods",
+                "unknown key",
+            ),
+            (
+                "[limits]\ntimeout = \"100y\"",
+                "limits.timeout",
+                "most allowed",
+            ),
+            ("limits = 1", "limits", "must be a table"),
+            (
+                "env_allow = \"A_*\"",
+                "env_allow",
+                "a list of variable names or globs",
+            ),
+            (
+                "env_allow = [\"A B\"]",
+                "env_allow",
+                "invalid variable pattern \"A B\"",
+            ),
+        ];
+        for (text, key, fragment) in cases {
+            let error = config(text).unwrap_err();
+            assert_eq!(error.key.as_deref(), Some(key), "{text}");
+            assert!(error.message.contains(fragment), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn lowercase_non_standard_methods_are_tokens() {
         let methods = parse("methods = [\"GET\", \"purge\", \"MKCOL\"]")
             .unwrap()
@@ -497,9 +717,10 @@ mod tests {
     fn unknown_key_names_the_key_and_the_allowed_ones() {
         let (key, message) = error("timout = \"1s\"");
         assert_eq!(key, "timout");
-        assert!(
-            message.contains("methods, max_concurrency, timeout, memory, max_body, env, build")
-        );
+        assert!(message.contains(
+            "methods, max_concurrency, timeout, memory, max_body, cpu_time, \
+                 max_outbound_connections, env, build"
+        ));
         let (key, message) = error("[build]\ncommand = \"m\"\noutput = \"o\"\ncmd = \"x\"");
         assert_eq!(
             (key.as_str(), message.as_str()),
@@ -515,7 +736,7 @@ mod tests {
         };
         assert_eq!(
             config("[default]"),
-            "wedge.toml: `default`: unknown key; allowed here: defaults"
+            "wedge.toml: `default`: unknown key; allowed here: defaults, limits, env_allow"
         );
         assert!(
             config("[defaults]\nmemroy = 1")

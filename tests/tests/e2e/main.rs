@@ -12,6 +12,7 @@ mod languages;
 mod limits;
 mod ops;
 mod outbound;
+mod policy;
 mod reload;
 mod routing;
 mod sdk;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -129,4 +130,151 @@ async fn guests_reach_only_the_hosts_their_sidecar_allows() {
         log.contains("allowed_outbound_hosts"),
         "the denial does not say which key to add:\n{log}"
     );
+}
+
+/// A loopback upstream that holds every request until released, and counts
+/// its open connections: now, at most at once, and in all.
+struct GatedUpstream {
+    addr: SocketAddr,
+    open: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl GatedUpstream {
+    async fn start() -> GatedUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the upstream");
+        let addr = listener.local_addr().expect("the upstream's address");
+        let (release, released) = tokio::sync::watch::channel(false);
+        let upstream = GatedUpstream {
+            addr,
+            open: Arc::default(),
+            peak: Arc::default(),
+            accepted: Arc::default(),
+            release,
+        };
+        let (open, peak, accepted) = (
+            upstream.open.clone(),
+            upstream.peak.clone(),
+            upstream.accepted.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let (open, released) = (open.clone(), released.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |_request| {
+                        let mut released = released.clone();
+                        async move {
+                            let _ = released.wait_for(|released| *released).await;
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from("upstream ok"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        upstream
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.open.load(Ordering::SeqCst),
+            self.peak.load(Ordering::SeqCst),
+            self.accepted.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_routes_open_connections_stay_under_its_cap_and_other_routes_are_unaffected() {
+    const CAP: usize = 2;
+    const CAPPED_REQUESTS: usize = 5;
+    const FREE_REQUESTS: usize = 4;
+    let (capped, free) = (GatedUpstream::start().await, GatedUpstream::start().await);
+    let routes = Routes::new()
+        .with("capped.wasm", "fetch")
+        .with_bytes(
+            "capped.toml",
+            format!(
+                "allowed_outbound_hosts = [\"http://{}\"]\nmax_outbound_connections = {CAP}\n",
+                capped.addr
+            )
+            .as_bytes(),
+        )
+        .with("free.wasm", "fetch")
+        .with_bytes(
+            "free.toml",
+            format!("allowed_outbound_hosts = [\"http://{}\"]\n", free.addr).as_bytes(),
+        );
+    let args = ["--admin".as_ref(), "127.0.0.1:0".as_ref()];
+    let server = Server::start_with(routes.path(), &args).await;
+
+    let mut requests = Vec::new();
+    for (route, upstream, n) in [
+        ("capped", &capped, CAPPED_REQUESTS),
+        ("free", &free, FREE_REQUESTS),
+    ] {
+        for _ in 0..n {
+            let client = server.http1();
+            let path = fetch_path(route, &format!("http://{}/", upstream.addr));
+            requests.push(tokio::spawn(async move { json(&client.get(&path).await) }));
+        }
+    }
+
+    // Every guest is running, the free route has all its connections open
+    // and the capped route as many as its cap allows.
+    let admin = server.admin();
+    let in_flight = format!(
+        "wedge_instances_in_flight {}",
+        CAPPED_REQUESTS + FREE_REQUESTS
+    );
+    let mut all_running = false;
+    for _ in 0..300 {
+        let metrics = admin.get("/metrics").await;
+        all_running = crate::harness::text(&metrics)
+            .lines()
+            .any(|l| l == in_flight);
+        if all_running && capped.counts().0 == CAP && free.counts().0 == FREE_REQUESTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        all_running,
+        "not every guest started: capped {:?}, free {:?}",
+        capped.counts(),
+        free.counts()
+    );
+    assert_eq!(
+        free.counts().0,
+        FREE_REQUESTS,
+        "the free route was held back"
+    );
+    // A window in which the waiting guests would connect if nothing held
+    // them (without the cap, all five are connected within milliseconds).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(capped.counts().1, CAP, "the cap did not hold");
+
+    capped.release.send_replace(true);
+    free.release.send_replace(true);
+    for request in requests {
+        let seen = request.await.expect("the client task");
+        assert_eq!(seen["ok"], true, "{seen}");
+        assert_eq!(seen["body"], "upstream ok", "{seen}");
+    }
+    // The waiting guests got their turn. (The peak is not checked from here
+    // on: the upstream may accept a new connection before it sees an old one
+    // close.)
+    assert_eq!(capped.counts().2, CAPPED_REQUESTS, "capped route");
 }
