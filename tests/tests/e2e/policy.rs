@@ -134,7 +134,12 @@ async fn limits_in_the_config_are_ceilings_for_sidecars() {
         "[limits]\ntimeout = \"1s\"\ncpu_time = \"2s\"\nmax_body = 10\n\
          max_outbound_connections = 50\n",
     );
-    let args = ["--config".as_ref(), config.path().as_os_str()];
+    let args = [
+        "--config".as_ref(),
+        config.path().as_os_str(),
+        "--admin".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ];
     let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
 
@@ -167,9 +172,22 @@ async fn limits_in_the_config_are_ceilings_for_sidecars() {
         );
     }
     assert_eq!(client.get("/within").await.status(), 200);
-    // A built-in default over a ceiling is brought down to it.
+    // A built-in default over a ceiling is brought down to it, and
+    // `cpu_time` follows the route's timeout; /routes shows both.
     assert_eq!(client.post("/plain", "ten bytes!").await.status(), 200);
     assert_eq!(client.post("/plain", "eleven byte").await.status(), 413);
+    let routes = json(&server.admin().get("/routes").await);
+    let plain = routes
+        .as_array()
+        .expect("/routes is an array")
+        .iter()
+        .find(|route| route["pattern"] == "/plain")
+        .expect("/plain in /routes");
+    let settings = &plain["settings"];
+    assert_eq!(settings["timeout"], "1s", "{settings}");
+    assert_eq!(settings["cpu_time"], "1s", "{settings}");
+    assert_eq!(settings["max_body"], 10, "{settings}");
+    assert_eq!(settings["max_outbound_connections"], 50, "{settings}");
 }
 
 #[tokio::test]
