@@ -32,11 +32,6 @@ pub(super) enum Failure {
 #[error("used up its CPU time of {0:?}")]
 struct CpuTimeUsedUp(Duration);
 
-/// The route's CPU-time budget per request.
-fn cpu_time(settings: &RouteSettings) -> Duration {
-    settings.timeout
-}
-
 /// Counts the epoch ticks at which the guest was running, yielding to the
 /// event loop at each so that a busy guest cannot hold a serving thread;
 /// past `budget`, stops the guest with [`CpuTimeUsedUp`].
@@ -106,7 +101,7 @@ where
     });
     let mut store = Store::new(pre.engine(), GuestState::new(route, settings));
     store.limiter(|state| &mut state.limits);
-    meter_cpu(&mut store, cpu_time(settings));
+    meter_cpu(&mut store, settings.cpu_time);
     let (response_sender, response_receiver) = oneshot::channel();
     let responded = Arc::new(AtomicBool::new(false));
     let mut http = store.data_mut().http();
