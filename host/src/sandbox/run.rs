@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
-use wasmtime::Store;
+use wasmtime::{PoolConcurrencyLimitError, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -23,6 +23,8 @@ use crate::settings::RouteSettings;
 pub(super) enum Failure {
     Trap(wasmtime::Error),
     Timeout(Duration),
+    /// Instantiation found no free pool slot.
+    PoolExhausted(wasmtime::Error),
 }
 
 impl fmt::Display for Failure {
@@ -30,6 +32,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Trap(error) => write!(f, "trapped: {error:?}"),
             Failure::Timeout(timeout) => write!(f, "stopped at its timeout of {timeout:?}"),
+            Failure::PoolExhausted(error) => write!(f, "no instance: {error:#}"),
         }
     }
 }
@@ -94,16 +97,22 @@ where
             let _slots = slots;
             let run = async {
                 let started = Instant::now();
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = match pre.instantiate_async(&mut store).await {
+                    Ok(proxy) => proxy,
+                    Err(error) if error.is::<PoolConcurrencyLimitError>() => {
+                        return Err(Failure::PoolExhausted(error));
+                    }
+                    Err(error) => return Err(Failure::Trap(error)),
+                };
                 stats.set_instantiation(started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, out)
                     .await
+                    .map_err(Failure::Trap)
             };
             let result = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(trap)) => Err(Failure::Trap(trap)),
+                Ok(result) => result,
                 Err(_) => Err(Failure::Timeout(timeout)),
             };
             if let Err(failure) = &result
@@ -134,6 +143,7 @@ where
             Ok(Ok(())) => Err(GuestError::NoResponse),
             Ok(Err(Failure::Trap(error))) => Err(GuestError::Trapped(error)),
             Ok(Err(Failure::Timeout(timeout))) => Err(GuestError::Timeout(timeout)),
+            Ok(Err(Failure::PoolExhausted(error))) => Err(GuestError::PoolExhausted(error)),
             Err(_) => Err(GuestError::Trapped(wasmtime::Error::msg(
                 "the guest's task ended without an outcome (the host panicked?)",
             ))),
