@@ -108,15 +108,17 @@ impl Output {
     }
 
     fn emit(&mut self, stream: GuestStream, line: &[u8]) {
-        if line.len() > self.left {
+        // What the guest wrote: the line and its newline.
+        let written = line.len() + 1;
+        if written > self.left {
             // Once over, every later line is dropped too, so the log keeps
             // the request's first lines whole.
             self.left = 0;
             self.dropped_lines += 1;
-            self.dropped_bytes += line.len() as u64 + 1;
+            self.dropped_bytes += written as u64;
             return;
         }
-        self.left -= line.len();
+        self.left -= written;
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         if line.is_empty() {
@@ -272,6 +274,6 @@ mod tests {
             output.push(GuestStream::Stdout, &[b'y'; 4000]);
         }
         assert!(output.stdout.len() < MAX_LINE);
-        assert_eq!(output.left, MAX_OUTPUT_PER_REQUEST - 2 * MAX_LINE);
+        assert_eq!(output.left, MAX_OUTPUT_PER_REQUEST - 2 * (MAX_LINE + 1));
     }
 }
