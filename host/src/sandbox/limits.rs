@@ -104,7 +104,13 @@ impl ResourceLimiter for GuestLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let growth = grow(self.memory_used, self.memory_limit, current, desired, maximum);
+        let growth = grow(
+            self.memory_used,
+            self.memory_limit,
+            current,
+            desired,
+            maximum,
+        );
         if growth == usize::MAX {
             self.memory_granted = 0;
             return Ok(false);
@@ -125,7 +131,13 @@ impl ResourceLimiter for GuestLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let growth = grow(self.table_used, MAX_TABLE_ELEMENTS, current, desired, maximum);
+        let growth = grow(
+            self.table_used,
+            MAX_TABLE_ELEMENTS,
+            current,
+            desired,
+            maximum,
+        );
         if growth == usize::MAX {
             self.table_granted = 0;
             return Ok(false);
@@ -165,7 +177,11 @@ mod tests {
         assert!(limits.memory_growing(0, 12 * MIB, None).expect("no trap"));
         assert!(!limits.memory_growing(0, 12 * MIB, None).expect("no trap"));
         assert!(limits.memory_growing(0, 4 * MIB, None).expect("no trap"));
-        assert!(!limits.memory_growing(4 * MIB, 5 * MIB, None).expect("no trap"));
+        assert!(
+            !limits
+                .memory_growing(4 * MIB, 5 * MIB, None)
+                .expect("no trap")
+        );
     }
 
     #[test]
@@ -181,7 +197,11 @@ mod tests {
     #[test]
     fn growth_past_a_memorys_own_maximum_is_refused() {
         let mut limits = GuestLimits::new(16 * MIB);
-        assert!(!limits.memory_growing(0, 2 * MIB, Some(MIB)).expect("no trap"));
+        assert!(
+            !limits
+                .memory_growing(0, 2 * MIB, Some(MIB))
+                .expect("no trap")
+        );
         assert!(limits.memory_growing(0, 16 * MIB, None).expect("no trap"));
     }
 

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -264,16 +264,29 @@ mod tests {
         // The first request takes the pool's only instance and spins.
         let first = Arc::new(RunStats::default());
         let spinning = tokio::spawn({
-            let (pre, route, settings, first) = (pre.clone(), route.clone(), settings.clone(), first.clone());
+            let (pre, route, settings, first) =
+                (pre.clone(), route.clone(), settings.clone(), first.clone());
             async move { handle(&pre, &route, &settings, (), &first, Scheme::Http, request()).await }
         });
         let started = Instant::now();
         while first.instantiation().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(10), "never instantiated");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never instantiated"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let second = Arc::new(RunStats::default());
-        let result = handle(&pre, &route, &settings, (), &second, Scheme::Http, request()).await;
+        let result = handle(
+            &pre,
+            &route,
+            &settings,
+            (),
+            &second,
+            Scheme::Http,
+            request(),
+        )
+        .await;
         let error = result.err();
         assert!(
             matches!(error, Some(GuestError::PoolExhausted(_))),

@@ -49,7 +49,10 @@ async fn host_side_resources_are_bounded_by_the_documented_figure() {
     }
     let log = server.log.text();
     let traps = log.matches("resource table has no free keys").count();
-    assert!(traps >= 3, "each bomb trapped on the resource limit:\n{log}");
+    assert!(
+        traps >= 3,
+        "each bomb trapped on the resource limit:\n{log}"
+    );
 }
 
 /// A component with `memories` core modules, each with one linear memory
@@ -58,7 +61,9 @@ async fn host_side_resources_are_bounded_by_the_documented_figure() {
 fn component_with_memories(memories: usize, pages: u32, spin: bool) -> Vec<u8> {
     let body = if spin { "(loop $spin (br $spin))" } else { "" };
     let extra: String = (1..memories)
-        .map(|n| format!("(core module $m{n} (memory {pages})) (core instance (instantiate $m{n}))\n"))
+        .map(|n| {
+            format!("(core module $m{n} (memory {pages})) (core instance (instantiate $m{n}))\n")
+        })
         .collect();
     let text = format!(
         r#"(component
@@ -89,7 +94,8 @@ async fn a_component_needing_more_than_its_share_of_the_pool_fails_to_load() {
         .with_bytes("hog.wasm", &component_with_memories(4, 1, true))
         .sidecar("hog.toml", r#"timeout = "5s""#)
         .with("ok.wasm", "inspect");
-    let server = Server::start_with(routes.path(), &["--max-instances".as_ref(), "2".as_ref()]).await;
+    let server =
+        Server::start_with(routes.path(), &["--max-instances".as_ref(), "2".as_ref()]).await;
     let log = server.log.wait_for("build it with fewer").await;
     assert!(
         log.contains("4 Wasm linear memories") && log.contains("build it with fewer"),
@@ -161,11 +167,9 @@ async fn guest_output_is_bounded_per_request_with_a_note() {
 #[tokio::test]
 async fn a_stalled_log_sink_drops_lines_and_never_stalls_requests() {
     let routes = Routes::new().with("flood.wasm", "log_flood");
-    let mut server = Server::start_with_log_unread(
-        routes.path(),
-        &["--admin".as_ref(), "127.0.0.1:0".as_ref()],
-    )
-    .await;
+    let mut server =
+        Server::start_with_log_unread(routes.path(), &["--admin".as_ref(), "127.0.0.1:0".as_ref()])
+            .await;
     let client = server.http1();
     // Each request logs 64 KiB of lines: 40 of them fill the pipe and the
     // writer's queue many times over.
