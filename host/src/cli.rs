@@ -217,14 +217,31 @@ impl LoadArgs {
     }
 }
 
+/// Log lines that may wait for a slow stderr before new ones are dropped.
+/// A guest's line is at most `guest_log::MAX_LINE` (16 KiB), so waiting
+/// lines hold at most 64 MiB, and usually a few hundred KiB (lines of a
+/// hundred bytes); 4096 lines absorb a burst of a few thousand requests.
+const LOG_BUFFER_LINES: usize = 4096;
+
 /// Runs the command line; exit code 0 on success, 1 on failure, 2 on usage errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Log lines go to stderr from a thread of their own, so a slow log pipe
+    // never stalls a serving thread; past LOG_BUFFER_LINES waiting, lines
+    // are dropped and counted (`wedge_log_lines_dropped_total`). The guard
+    // flushes what waits when `main` returns.
+    let (writer, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("wedge-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    crate::metrics::count_log_drops(move || dropped.dropped_lines() as u64);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match cli.log_format {
         LogFormat::Pretty => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -241,6 +258,8 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => serve(args, Mode::Dev),
         Command::Routes(args) => routes(args),
     };
+    // Every log line out before the final error, in order.
+    drop(log_flush);
     match result {
         Ok(code) => code,
         Err(error) => {

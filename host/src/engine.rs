@@ -25,9 +25,22 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Pool slots per instance. A component holds several core instances
 /// (Rust: main module, shims, fixups; componentize-py: one per shared
 /// library) but usually one memory; these bounds fit the toolchains in use.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
-const MEMORIES_PER_COMPONENT: u32 = 2;
-const TABLES_PER_COMPONENT: u32 = 8;
+/// They are per-component limits too: a component that needs more fails to
+/// load, so that no instance takes more than its share of the pool (the pool
+/// holds `--max-instances` times each).
+pub const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Linear memories per component; see [`CORE_INSTANCES_PER_COMPONENT`].
+pub const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables per component; see [`CORE_INSTANCES_PER_COMPONENT`].
+pub const TABLES_PER_COMPONENT: u32 = 8;
+
+/// Whether `error`, from compiling a component, says that one instance of
+/// it needs more than the pool gives an instance (the per-component limits
+/// above, or the size of its instance state).
+pub fn over_component_limits(error: &wasmtime::Error) -> bool {
+    // Wasmtime's pooling allocator says so in text only.
+    format!("{error:#}").contains("exceeds the configured maximum")
+}
 
 /// Bytes of each linear memory (and table) kept mapped when an instance
 /// ends, reset in place instead of handed back to the kernel: the next
@@ -73,6 +86,9 @@ pub fn new_engine(options: EngineOptions) -> anyhow::Result<Engine> {
         .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
         .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
         .total_stacks(instances)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_memory_size(usize::try_from(options.max_instance_memory)?)
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)

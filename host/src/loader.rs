@@ -17,6 +17,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use tokio::sync::Semaphore;
 
 use crate::cache::{CacheStats, CompileCache};
+use crate::engine::{
+    CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT,
+    over_component_limits,
+};
 use crate::routing::{PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
 use crate::settings::{Policy, RouteSettings, SettingsError, SettingsLayer, parse_env_file};
@@ -60,6 +64,20 @@ pub enum LoadError {
         /// The file.
         file: PathBuf,
         /// Wasmtime's reason.
+        reason: String,
+    },
+    /// The component needs more memories, tables or core instances than one
+    /// instance may have (`engine::MEMORIES_PER_COMPONENT` and friends).
+    #[error(
+        "{}: {reason}; Wedge allows one component at most {CORE_INSTANCES_PER_COMPONENT} core \
+         instances, {MEMORIES_PER_COMPONENT} linear memories and {TABLES_PER_COMPONENT} tables: \
+         build it with fewer",
+        file.display()
+    )]
+    OverInstanceLimits {
+        /// The file.
+        file: PathBuf,
+        /// What it needs, in wasmtime's words.
         reason: String,
     },
     /// The component imports something Wedge does not provide, or does not
@@ -464,9 +482,11 @@ impl Loader {
                     tracing::warn!(file = %file.display(), "compile cache entry unusable ({error:#}); recompiling");
                 }
                 let component = Component::from_binary(&self.engine, bytes).map_err(|e| {
-                    LoadError::Compile {
-                        file: file.to_owned(),
-                        reason: format!("{e:#}"),
+                    let (file, reason) = (file.to_owned(), format!("{e:#}"));
+                    if over_component_limits(&e) {
+                        LoadError::OverInstanceLimits { file, reason }
+                    } else {
+                        LoadError::Compile { file, reason }
                     }
                 })?;
                 if let Some(cache) = &self.cache {

@@ -2,7 +2,7 @@
 //! format (`prometheus-client`). Every label is a route pattern or a status
 //! code, never a path, so the series are bounded by the routes folder.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,6 +29,17 @@ const DURATION_BUCKETS: [f64; 15] = [
 const INSTANTIATION_BUCKETS: [f64; 12] = [
     0.000_025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
+
+/// Where the count of log lines dropped comes from: the log writer, set up
+/// once per process before any metrics exist (`cli`).
+static LOG_LINES_DROPPED: OnceLock<Box<dyn Fn() -> u64 + Send + Sync>> = OnceLock::new();
+
+/// Counts log lines the process's log writer dropped because its sink (the
+/// terminal, a pipe) was slower than the server wrote; called once, when
+/// logging is set up.
+pub fn count_log_drops(dropped: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = LOG_LINES_DROPPED.set(Box::new(dropped));
+}
 
 /// The label of requests that matched no route (404s, redirects).
 static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
@@ -75,6 +86,7 @@ pub struct Metrics {
     bytes_out: Family<RouteLabel, Counter>,
     reloads: Family<RouteLabel, Counter>,
     load_errors: Family<RouteLabel, Counter>,
+    log_lines_dropped: Counter,
 }
 
 impl Metrics {
@@ -145,6 +157,12 @@ impl Metrics {
             "Components compiled because the compile cache did not hold them",
             cache.misses.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log's sink was slower than the server wrote",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -155,11 +173,18 @@ impl Metrics {
             bytes_out,
             reloads,
             load_errors,
+            log_lines_dropped,
         }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(dropped) = LOG_LINES_DROPPED.get() {
+            // The writer's count only grows: taking the larger keeps the
+            // counter monotonic under concurrent renders.
+            let counter = self.log_lines_dropped.inner();
+            counter.fetch_max(dropped(), std::sync::atomic::Ordering::Relaxed);
+        }
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("bug: writing to a String cannot fail");

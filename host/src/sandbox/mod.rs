@@ -8,28 +8,34 @@
 //! `allowed_outbound_hosts`. A guest sees
 //! its request, writes its response, reads clocks and random, and logs
 //! through stdout/stderr. Its linear memory is capped by the route's
-//! `memory`, its run time by `timeout`, its request body by `max_body`.
+//! `memory` (all its memories together), its run time by `timeout`, its
+//! request body by `max_body`, its host-side resources and output by
+//! [`limits`] and [`crate::guest_log`].
 //!
 //! Components built against any WASI 0.2.x link: wasmtime's linker matches
 //! imports of `wasi:*@0.2.N` to the newer 0.2 implementations it holds.
 
 mod body;
+pub mod limits;
 mod run;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::guest_log::{GuestLog, GuestStream};
+use crate::guest_log::{GuestOutput, GuestStream};
 use crate::outbound::send_request;
 use crate::settings::RouteSettings;
+use limits::{
+    GuestLimits, MAX_FIELDS_BYTES, MAX_RESOURCES, OUTGOING_BODY_BUFFER_CHUNKS, OUTGOING_BODY_CHUNK,
+};
 
 pub use body::{LINGER_BYTES, LINGER_TIME, linger};
 pub use run::handle;
@@ -62,6 +68,10 @@ pub enum GuestError {
     /// The request body passed the route's `max_body` before the guest answered.
     #[error("request body over the route's max_body of {0} bytes")]
     BodyTooLarge(u64),
+    /// The instance pool had no free slot (memories, tables, core instances
+    /// or stacks) for the instance: the server is full, not the guest at fault.
+    #[error("instance pool exhausted ({0:#}); raise --max-instances if this persists")]
+    PoolExhausted(wasmtime::Error),
 }
 
 /// What one request's run measured, for the access log and metrics.
@@ -102,27 +112,34 @@ pub struct GuestState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundPolicy,
-    limits: StoreLimits,
+    limits: GuestLimits,
 }
 
 impl GuestState {
     fn new(route: &Arc<str>, settings: &Arc<RouteSettings>) -> GuestState {
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestLog::new(route.clone(), GuestStream::Stdout))
-            .stderr(GuestLog::new(route.clone(), GuestStream::Stderr));
+        // One output per request, shared by every stdout and stderr handle
+        // the guest opens, so its buffers and budget are per request.
+        let output = GuestOutput::new(route.clone());
+        wasi.stdout(output.stream(GuestStream::Stdout))
+            .stderr(output.stream(GuestStream::Stderr));
         for (name, value) in &settings.env {
             wasi.env(name, value);
         }
         let memory = usize::try_from(settings.memory).unwrap_or(usize::MAX);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         GuestState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             hooks: OutboundPolicy {
                 route: route.clone(),
                 settings: settings.clone(),
             },
-            limits: StoreLimitsBuilder::new().memory_size(memory).build(),
+            limits: GuestLimits::new(memory),
         }
     }
 }
@@ -162,6 +179,14 @@ type OutboundResult = Result<
 >;
 
 impl WasiHttpHooks for OutboundPolicy {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -197,4 +222,92 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use wasmtime::component::Component;
+    use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+    use super::*;
+    use crate::engine::{EngineOptions, EpochTicker, new_engine};
+
+    /// A `wasi:http` handler that spins until stopped.
+    const SPIN: &str = r#"(component
+        (import "wasi:http/types@0.2.0" (instance $types
+            (export "incoming-request" (type (sub resource)))
+            (export "response-outparam" (type (sub resource)))))
+        (alias export $types "incoming-request" (type $request))
+        (alias export $types "response-outparam" (type $outparam))
+        (core module $main
+            (memory 1)
+            (func (export "handle") (param i32 i32) (loop $spin (br $spin))))
+        (core instance $main (instantiate $main))
+        (type $handle (func (param "request" (own $request))
+                            (param "response-out" (own $outparam))))
+        (func $handle (type $handle) (canon lift (core func $main "handle")))
+        (instance $handler (export "handle" (func $handle)))
+        (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#;
+
+    fn request() -> hyper::Request<http_body_util::Empty<bytes::Bytes>> {
+        hyper::Request::builder()
+            .uri("http://localhost/spin")
+            .body(http_body_util::Empty::new())
+            .expect("a valid request")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_that_finds_the_pool_full_is_pool_exhausted_not_a_trap() {
+        let options = EngineOptions {
+            max_instances: 1,
+            max_instance_memory: 1 << 20,
+        };
+        let engine = new_engine(options).expect("an engine");
+        let _ticker = EpochTicker::start(&engine).expect("the epoch thread");
+        let linker = new_linker(&engine).expect("WASI links");
+        let bytes = wat::parse_str(SPIN).expect("valid component text");
+        let component = Component::new(&engine, bytes).expect("compiles");
+        let pre = linker.instantiate_pre(&component).expect("links");
+        let pre = ProxyPre::new(pre).expect("exports the handler");
+        let route: Arc<str> = Arc::from("/spin");
+        let settings = Arc::new(RouteSettings {
+            timeout: Duration::from_secs(5),
+            memory: 1 << 20,
+            ..RouteSettings::default()
+        });
+        // The first request takes the pool's only instance and spins.
+        let first = Arc::new(RunStats::default());
+        let spinning = tokio::spawn({
+            let (pre, route, settings, first) =
+                (pre.clone(), route.clone(), settings.clone(), first.clone());
+            async move { handle(&pre, &route, &settings, (), &first, Scheme::Http, request()).await }
+        });
+        let started = Instant::now();
+        while first.instantiation().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never instantiated"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let second = Arc::new(RunStats::default());
+        let result = handle(
+            &pre,
+            &route,
+            &settings,
+            (),
+            &second,
+            Scheme::Http,
+            request(),
+        )
+        .await;
+        let error = result.err();
+        assert!(
+            matches!(error, Some(GuestError::PoolExhausted(_))),
+            "{error:?}"
+        );
+        spinning.abort();
+    }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{PoolConcurrencyLimitError, Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -25,6 +25,18 @@ pub(super) enum Failure {
     Trap(wasmtime::Error),
     Timeout(Duration),
     CpuTime(Duration),
+    /// Instantiation found no free pool slot.
+    PoolExhausted(wasmtime::Error),
+}
+
+impl Failure {
+    /// What a trap from running the guest means.
+    fn of_trap(trap: wasmtime::Error) -> Failure {
+        match trap.downcast_ref::<CpuTimeUsedUp>() {
+            Some(CpuTimeUsedUp(budget)) => Failure::CpuTime(*budget),
+            None => Failure::Trap(trap),
+        }
+    }
 }
 
 /// The trap raised when a guest has used up its CPU-time budget.
@@ -63,6 +75,7 @@ impl fmt::Display for Failure {
             Failure::Trap(error) => write!(f, "trapped: {error:?}"),
             Failure::Timeout(timeout) => write!(f, "stopped at its timeout of {timeout:?}"),
             Failure::CpuTime(budget) => write!(f, "stopped at its CPU time of {budget:?}"),
+            Failure::PoolExhausted(error) => write!(f, "no instance: {error:#}"),
         }
     }
 }
@@ -125,19 +138,22 @@ where
             let _slots = slots;
             let run = async {
                 let started = Instant::now();
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = match pre.instantiate_async(&mut store).await {
+                    Ok(proxy) => proxy,
+                    Err(error) if error.is::<PoolConcurrencyLimitError>() => {
+                        return Err(Failure::PoolExhausted(error));
+                    }
+                    Err(error) => return Err(Failure::of_trap(error)),
+                };
                 stats.set_instantiation(started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, out)
                     .await
+                    .map_err(Failure::of_trap)
             };
             let result = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(trap)) => match trap.downcast_ref::<CpuTimeUsedUp>() {
-                    Some(CpuTimeUsedUp(budget)) => Err(Failure::CpuTime(*budget)),
-                    None => Err(Failure::Trap(trap)),
-                },
+                Ok(result) => result,
                 Err(_) => Err(Failure::Timeout(timeout)),
             };
             if let Err(failure) = &result
@@ -174,6 +190,7 @@ where
             Ok(Err(Failure::Trap(error))) => Err(GuestError::Trapped(error)),
             Ok(Err(Failure::Timeout(timeout))) => Err(GuestError::Timeout(timeout)),
             Ok(Err(Failure::CpuTime(budget))) => Err(GuestError::CpuTime(budget)),
+            Ok(Err(Failure::PoolExhausted(error))) => Err(GuestError::PoolExhausted(error)),
             Err(_) => Err(GuestError::Trapped(wasmtime::Error::msg(
                 "the guest's task ended without an outcome (the host panicked?)",
             ))),

@@ -89,7 +89,11 @@ impl DispatchError {
                 error: GuestError::BodyTooLarge(_),
                 ..
             } => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
-            DispatchError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, retry shortly\n"),
+            DispatchError::Busy
+            | DispatchError::Guest {
+                error: GuestError::PoolExhausted(_),
+                ..
+            } => (StatusCode::SERVICE_UNAVAILABLE, "busy, retry shortly\n"),
             DispatchError::Guest {
                 error: GuestError::Timeout(_),
                 ..
@@ -143,6 +147,11 @@ impl DispatchError {
                 error: GuestError::BodyTooLarge(_),
                 ..
             } => tracing::info!("{self}"),
+            // The server is full, not the guest at fault: no trap logged.
+            DispatchError::Guest {
+                error: GuestError::PoolExhausted(_),
+                ..
+            } => tracing::warn!("{self}"),
             DispatchError::RouteFailedToLoad { .. } | DispatchError::Guest { .. } => {
                 tracing::error!("{self}");
             }
@@ -154,7 +163,11 @@ impl DispatchError {
             DispatchError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, header_value(allow));
             }
-            DispatchError::Busy => {
+            DispatchError::Busy
+            | DispatchError::Guest {
+                error: GuestError::PoolExhausted(_),
+                ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -115,6 +115,8 @@ pub struct Server {
     pub stdout: Output,
     /// Its stderr: the log.
     pub log: Output,
+    /// Its stderr while nobody reads it (see [`Server::start_with_log_unread`]).
+    unread_log: Option<tokio::process::ChildStderr>,
 }
 
 impl Server {
@@ -140,7 +142,20 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let env: Vec<(&str, Option<&str>)> = env.iter().map(|&(k, v)| (k, Some(v))).collect();
-        Server::spawn("serve", routes, args, &env).await
+        Server::spawn("serve", routes, args, &env, true).await
+    }
+
+    /// Like [`Server::start_with`], but the server's stderr (its log) is a
+    /// pipe nobody reads until [`Server::read_log`]: a stalled log sink.
+    pub async fn start_with_log_unread(routes: &Path, args: &[&std::ffi::OsStr]) -> Server {
+        Server::spawn("serve", routes, args, &[], false).await
+    }
+
+    /// Starts reading the log of a server started with
+    /// [`Server::start_with_log_unread`] into [`Server::log`].
+    pub fn read_log(&mut self) {
+        let stderr = self.unread_log.take().expect("the log is not read yet");
+        self.log.collect(stderr);
     }
 
     /// `wedge dev ROUTES --listen 127.0.0.1:0 ARGS`, with each `(name,
@@ -150,7 +165,7 @@ impl Server {
         args: &[&std::ffi::OsStr],
         env: &[(&str, Option<&str>)],
     ) -> Server {
-        Server::spawn("dev", routes, args, env).await
+        Server::spawn("dev", routes, args, env, true).await
     }
 
     /// `wedge SUBCOMMAND ROUTES --listen 127.0.0.1:0 ARGS` with a private
@@ -160,6 +175,7 @@ impl Server {
         routes: &Path,
         args: &[&std::ffi::OsStr],
         env: &[(&str, Option<&str>)],
+        read_log: bool,
     ) -> Server {
         let mut args: Vec<std::ffi::OsString> = args.iter().map(|a| a.to_os_string()).collect();
         let cache = if args.iter().any(|a| a == "--cache-dir") {
@@ -189,7 +205,13 @@ impl Server {
         }
         let mut child = command.spawn().expect("start wedge");
         let log = Output::default();
-        log.collect(child.stderr.take().expect("piped stderr"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let unread_log = if read_log {
+            log.collect(stderr);
+            None
+        } else {
+            Some(stderr)
+        };
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut first = String::new();
         let read = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
@@ -225,6 +247,7 @@ impl Server {
             admin,
             stdout: rest,
             log,
+            unread_log,
         }
     }
 
