@@ -7,6 +7,7 @@ mod cli;
 mod dev;
 mod errors;
 mod examples;
+mod hostile_files;
 mod languages;
 mod limits;
 mod ops;
