@@ -173,8 +173,8 @@ impl LoadArgs {
                     bytes: self.max_sidecar_size,
                     flag: "--max-sidecar-size",
                 };
-                let text = read_text_capped(file, cap)
-                    .map_err(|e| anyhow::anyhow!("--config {}", e))?;
+                let text =
+                    read_text_capped(file, cap).map_err(|e| anyhow::anyhow!("--config {}", e))?;
                 Some((file.clone(), ConfigFile::parse(file, &text)?.defaults))
             }
             None => None,

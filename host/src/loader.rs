@@ -19,9 +19,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use tokio::sync::Semaphore;
 
 use crate::cache::{CacheStats, CompileCache};
-use crate::routing::{
-    EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable,
-};
+use crate::routing::{EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
 use crate::settings::{RouteSettings, SettingsError, SettingsLayer, parse_env_file};
 
@@ -49,7 +47,8 @@ pub enum LoadError {
     #[error(
         "{}: a symlink to the folder {}, outside the routes folder; Wedge does not follow it: \
          move that folder into the routes folder, or link to a folder inside it",
-        EscapedPath(link), EscapedPath(target)
+        EscapedPath(link),
+        EscapedPath(target)
     )]
     OutsideLink {
         /// The symlink.
@@ -279,10 +278,13 @@ struct Scan {
     errors: Vec<Arc<LoadError>>,
 }
 
+/// A content compiled (or reused, or found in the cache) and linked, or why not.
+type Version = Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>;
+
 /// Compiled or reused versions by content hash.
 #[derive(Default)]
 struct Compiled {
-    versions: HashMap<String, Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>>,
+    versions: HashMap<String, Version>,
     /// Contents whose file changed (or went) between hashing and compiling.
     changed: HashSet<String>,
 }
@@ -356,7 +358,8 @@ impl Loader {
         let compiled = self.compile_all(&scan.candidates, previous_routes);
         let vars = self.settings.vars(self.sidecar_cap());
         if let Err(error) = &vars {
-            scan.errors.push(Arc::new(LoadError::Settings(error.clone())));
+            scan.errors
+                .push(Arc::new(LoadError::Settings(error.clone())));
         }
         // Kept versions were served before: they claim their patterns first.
         let mut routes = std::mem::take(&mut scan.kept);
@@ -552,11 +555,7 @@ impl Loader {
 
     /// Reads `file` again and loads it, if it still holds the content that
     /// was hashed as `hash`; `None` if it changed (or went) since.
-    fn compile_file(
-        &self,
-        file: &Path,
-        hash: &str,
-    ) -> Option<Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>> {
+    fn compile_file(&self, file: &Path, hash: &str) -> Option<Version> {
         let bytes = match read_capped(file, self.wasm_cap()) {
             Ok(bytes) if hash_bytes(&bytes) == hash => bytes,
             // Rewritten, removed or swapped since it was hashed: not the

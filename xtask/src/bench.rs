@@ -149,7 +149,11 @@ impl Bench {
             let mut round = 0;
             let swaps = sample(MANY_SAMPLES, || {
                 round += 1;
-                let (bytes, body) = if round % 2 == 1 { (v2, "v2") } else { (v1, "v1") };
+                let (bytes, body) = if round % 2 == 1 {
+                    (v2, "v2")
+                } else {
+                    (v1, "v1")
+                };
                 let temporary = routes.join("r/00000/.new.tmp");
                 std::fs::write(&temporary, bytes)?;
                 let started = Instant::now();

@@ -276,7 +276,10 @@ mod tests {
             hash_capped(&file, CAP).unwrap_err(),
         ] {
             let message = error.to_string();
-            assert!(matches!(error, FileError::TooLarge { size: 17, .. }), "{message}");
+            assert!(
+                matches!(error, FileError::TooLarge { size: 17, .. }),
+                "{message}"
+            );
             assert!(message.contains("big: is 17 bytes"), "{message}");
             assert!(message.contains("16 B"), "{message}");
             assert!(message.contains("raise --max-test-size"), "{message}");
