@@ -520,7 +520,6 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("start {}", wedge.display()))?;
-        let addr = listening_address(&mut child)?;
         let load_ms = Arc::new(Mutex::new(Vec::new()));
         let build_ms = Arc::new(Mutex::new(Vec::new()));
         let rescan_ms = Arc::new(Mutex::new(Vec::new()));
@@ -557,6 +556,9 @@ impl Server {
                 }
             }
         });
+        // Only now: the log is read from the start, or a first load that
+        // logs more than a pipe holds (thousands of routes) would block.
+        let addr = listening_address(&mut child)?;
         Ok(Server {
             child,
             addr,
