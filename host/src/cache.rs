@@ -3,7 +3,9 @@
 //!
 //! Loading compiled code is `unsafe`: whatever the cache holds runs as this
 //! process. So the cache is treated as code. Its folder is created private
-//! (0700) and refused if others can write it; every entry carries the
+//! (0700) and refused if another user could write to it or replace it (it,
+//! or a folder above it up to the user's home, is owned by another non-root
+//! user or writable by group or others); every entry carries the
 //! SHA-256 of its payload, checked before use (a torn write or a stray file
 //! is detected and recompiled, never loaded); entries are keyed by the
 //! component's content hash and the engine's compatibility hash, so another
@@ -12,7 +14,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -56,6 +58,37 @@ pub enum CacheError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A folder above the cache folder that group or others may write, so
+    /// they could replace the cache folder with their own.
+    #[error(
+        "cache folder {}: the folder {} above it is writable by other users (mode {mode:o}), \
+         who could replace the cache with compiled code that runs inside Wedge: run \
+         `chmod go-w {}` or pass another --cache-dir",
+        dir.display(), folder.display(), folder.display()
+    )]
+    InsecureParent {
+        /// The cache folder.
+        dir: PathBuf,
+        /// The folder above it that others may write.
+        folder: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The folder, or one above it, belongs to another user, who could
+    /// plant code in it.
+    #[error(
+        "cache folder {}: {} is owned by another user (uid {owner}), who could plant compiled \
+         code that runs inside Wedge; pass --cache-dir with a folder that you own",
+        dir.display(), folder.display()
+    )]
+    ForeignOwner {
+        /// The cache folder.
+        dir: PathBuf,
+        /// The folder owned by another user: the cache folder or one above it.
+        folder: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
 }
 
 /// Compile-cache lookups, for `/metrics`.
@@ -82,8 +115,8 @@ impl CompileCache {
         dirs::cache_dir().map(|dir| dir.join("wedge"))
     }
 
-    /// Opens `dir`, creating it private if missing; refuses it if group or
-    /// others can write it.
+    /// Opens `dir`, creating it private if missing; refuses it if another
+    /// user could write to it or replace it (see [`check_private`]).
     pub fn open(dir: &Path, max_bytes: u64) -> Result<CompileCache, CacheError> {
         let io_error = |source| CacheError::Io {
             dir: dir.to_owned(),
@@ -100,13 +133,7 @@ impl CompileCache {
                 dir: dir.to_owned(),
             });
         }
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 {
-            return Err(CacheError::Insecure {
-                dir: dir.to_owned(),
-                mode,
-            });
-        }
+        check_private(dir)?;
         Ok(CompileCache {
             dir: dir.to_owned(),
             max_bytes,
@@ -203,6 +230,66 @@ impl CompileCache {
     }
 }
 
+/// Refuses `dir` if anyone but this user (and root) could plant code in
+/// it: if it, or a folder above it up to the user's home or `/`, is owned
+/// by another non-root user or writable by group or others. A root-owned
+/// folder with the sticky bit above it (`/tmp`) is fine: others can create
+/// entries there but not rename or remove this user's, as OpenSSH's
+/// `StrictModes` reasons. Both the path as given and the one its symlinks
+/// resolve to are checked: either could be swapped.
+fn check_private(dir: &Path) -> Result<(), CacheError> {
+    let io_error = |source| CacheError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let me = effective_uid();
+    let home = dirs::home_dir().and_then(|home| fs::canonicalize(home).ok());
+    let given = std::path::absolute(dir).map_err(io_error)?;
+    let resolved = fs::canonicalize(dir).map_err(io_error)?;
+    for path in [&given, &resolved] {
+        for (i, folder) in path.ancestors().enumerate() {
+            let metadata = fs::metadata(folder).map_err(io_error)?;
+            let owner = metadata.uid();
+            if owner != me && owner != 0 {
+                return Err(CacheError::ForeignOwner {
+                    dir: dir.to_owned(),
+                    folder: folder.to_owned(),
+                    owner,
+                });
+            }
+            let mode = metadata.mode() & 0o7777;
+            let sticky_root = mode & 0o1000 != 0 && owner == 0;
+            if mode & 0o022 != 0 && i == 0 {
+                return Err(CacheError::Insecure {
+                    dir: dir.to_owned(),
+                    mode: mode & 0o777,
+                });
+            }
+            if mode & 0o022 != 0 && !sticky_root {
+                return Err(CacheError::InsecureParent {
+                    dir: dir.to_owned(),
+                    folder: folder.to_owned(),
+                    mode,
+                });
+            }
+            if home.as_deref() == Some(folder) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The user this process acts as.
+#[expect(
+    unsafe_code,
+    reason = "geteuid has no preconditions and cannot fail; std has no safe wrapper"
+)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) takes nothing, touches no memory and always succeeds.
+    unsafe { libc::geteuid() }
+}
+
 /// The payload of `entry` if its magic and checksum hold.
 fn verified_payload(entry: &[u8]) -> Option<&[u8]> {
     let rest = entry.strip_prefix(MAGIC)?;
@@ -212,6 +299,8 @@ fn verified_payload(entry: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn cache(max_bytes: u64) -> (tempfile::TempDir, CompileCache) {
@@ -249,6 +338,56 @@ mod tests {
         }
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         assert!(CompileCache::open(dir.path(), 1).is_ok());
+    }
+
+    #[test]
+    fn a_folder_above_that_others_can_write_is_refused_unless_sticky_and_root_owned() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("cache");
+        fs::set_permissions(parent.path(), fs::Permissions::from_mode(0o775)).unwrap();
+        let error = CompileCache::open(&dir, 1).unwrap_err();
+        assert!(
+            matches!(&error, CacheError::InsecureParent { folder, .. } if folder == parent.path()),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("chmod go-w"), "{message}");
+        assert!(message.contains("--cache-dir"), "{message}");
+        // As /tmp is: others may create entries, not replace this one.
+        fs::set_permissions(parent.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        let sticky = CompileCache::open(&dir, 1);
+        if effective_uid() == 0 {
+            assert!(sticky.is_ok(), "{:?}", sticky.err());
+        } else {
+            // Sticky, but owned by this user rather than root: refused.
+            assert!(sticky.is_err());
+        }
+    }
+
+    #[test]
+    fn a_folder_another_user_owns_is_refused() {
+        if effective_uid() != 0 {
+            eprintln!("skipped: only root can give a folder to another user");
+            return;
+        }
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        let error = CompileCache::open(&dir, 1).unwrap_err();
+        assert!(
+            matches!(&error, CacheError::ForeignOwner { owner: 65534, .. }),
+            "{error}"
+        );
+        // So is a folder above it.
+        std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+        std::os::unix::fs::chown(parent.path(), Some(65534), None).unwrap();
+        let error = CompileCache::open(&dir, 1).unwrap_err();
+        assert!(
+            matches!(&error, CacheError::ForeignOwner { folder, .. } if folder == parent.path()),
+            "{error}"
+        );
     }
 
     #[test]

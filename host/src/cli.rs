@@ -15,7 +15,7 @@ use crate::admin::{self, Admin, Phase};
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
 use crate::dev::Builds;
 use crate::engine::{DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine};
-use crate::loader::{LoadedRoutes, Loader, SettingsSource};
+use crate::loader::{Cap, LoadedRoutes, Loader, SettingsSource, SizeCaps, read_text_capped};
 use crate::metrics::Metrics;
 use crate::reload::{Reloader, log_changes};
 use crate::routing::RouteTable;
@@ -156,6 +156,12 @@ struct LoadArgs {
     /// A route's `memory` may not exceed it.
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     max_instance_memory: u64,
+    /// Largest `.wasm` route file; a larger one is a load error.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    max_wasm_size: u64,
+    /// Largest sidecar, --config and --env-file; a larger one is an error.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    max_sidecar_size: u64,
 }
 
 /// A size flag: bytes, or `KiB`/`MiB`/`GiB` (binary), `KB`/`MB`/`GB` (decimal).
@@ -169,8 +175,12 @@ impl LoadArgs {
     fn settings(&self) -> anyhow::Result<SettingsSource> {
         let config = match &self.config {
             Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read --config {}", file.display()))?;
+                let cap = Cap {
+                    bytes: self.max_sidecar_size,
+                    flag: "--max-sidecar-size",
+                };
+                let text =
+                    read_text_capped(file, cap).map_err(|e| anyhow::anyhow!("--config {}", e))?;
                 Some((file.clone(), ConfigFile::parse(file, &text)?))
             }
             None => None,
@@ -296,7 +306,12 @@ fn new_loader(
     let linker = new_linker(&engine)
         .map_err(anyhow::Error::from)
         .context("cannot link WASI into the engine")?;
-    Ok((engine.clone(), Loader::new(engine, linker, cache, settings)))
+    let caps = SizeCaps {
+        wasm: args.max_wasm_size,
+        sidecar: args.max_sidecar_size,
+    };
+    let loader = Loader::new(engine.clone(), linker, cache, settings).with_size_caps(caps);
+    Ok((engine, loader))
 }
 
 /// Whether `serve` also builds routes from source.
@@ -538,4 +553,20 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::{DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE};
+
+    #[test]
+    fn file_size_flags_default_to_the_named_constants() {
+        let cli = Cli::try_parse_from(["wedge", "routes"]).expect("valid arguments");
+        let Command::Routes(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.load.max_wasm_size, DEFAULT_MAX_WASM_SIZE);
+        assert_eq!(args.load.max_sidecar_size, DEFAULT_MAX_SIDECAR_SIZE);
+    }
 }

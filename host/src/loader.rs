@@ -1,7 +1,10 @@
 //! Finds route files under the routes folder and compiles each into a
 //! pre-instantiated component, ready for a fresh instance per request.
 
-use std::collections::{BTreeMap, HashMap};
+mod files;
+mod walk;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -9,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -21,23 +23,45 @@ use crate::engine::{
     CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT,
     over_component_limits,
 };
-use crate::routing::{PatternError, Route, RouteConflict, RoutePattern, RouteTable};
+use crate::routing::{EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
 use crate::settings::{Policy, RouteSettings, SettingsError, SettingsLayer, parse_env_file};
+
+pub use files::{
+    Cap, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, FileError, SizeCaps, read_text_capped,
+};
+use files::{hash_bytes, hash_capped, read_capped};
+pub(crate) use walk::route_files;
 
 /// Why a route file cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Reading the folder or the file failed.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {source}", EscapedPath(path))]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The file is not a regular file, or is over its size cap.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A symlinked folder that leads out of the routes folder.
+    #[error(
+        "{}: a symlink to the folder {}, outside the routes folder; Wedge does not follow it: \
+         move that folder into the routes folder, or link to a folder inside it",
+        EscapedPath(link),
+        EscapedPath(target)
+    )]
+    OutsideLink {
+        /// The symlink.
+        link: PathBuf,
+        /// Where it leads.
+        target: PathBuf,
+    },
     /// The file's path is not a valid route pattern.
-    #[error("{}: {source}; rename the file", file.display())]
+    #[error("{}: {source}; rename the file", EscapedPath(file))]
     Pattern {
         /// The file.
         file: PathBuf,
@@ -143,14 +167,15 @@ pub struct SettingsSource {
 
 impl SettingsSource {
     /// The variables `${NAME}` may name: the host's environment, then the env file.
-    fn vars(&self) -> Result<BTreeMap<String, String>, SettingsError> {
+    /// The env file is read like a sidecar: a regular file under `cap`.
+    fn vars(&self, cap: Cap) -> Result<BTreeMap<String, String>, SettingsError> {
         let Some(file) = &self.env_file else {
             return Ok(BTreeMap::new());
         };
-        let text = std::fs::read_to_string(file).map_err(|e| SettingsError {
+        let text = read_text_capped(file, cap).map_err(|e| SettingsError {
             file: file.clone(),
             key: None,
-            message: format!("cannot read the env file: {e}"),
+            message: e.reason(),
         })?;
         parse_env_file(file, &text)
     }
@@ -245,16 +270,44 @@ pub struct Loader {
     /// Part of every cache key: entries from another engine are never found.
     engine_hash: String,
     cache_stats: CacheStats,
+    caps: SizeCaps,
+    /// Route files and sidecars the last reload read empty, and when each
+    /// was first read empty: one that stays empty for [`SETTLE`] is taken
+    /// as it is, whatever its modification time says.
+    empty_since: Mutex<HashMap<PathBuf, Instant>>,
 }
 
-/// A route file read from disk, before compiling.
+/// A route file found on disk, before compiling.
 struct Candidate {
     pattern: RoutePattern,
     file: PathBuf,
-    content: Result<(Vec<u8>, String), LoadError>,
+    /// The SHA-256 of its content, hex. The bytes are not kept: compiling
+    /// reads them again (and checks them against this hash).
+    content: Result<String, LoadError>,
     /// Its sidecar's text, if it has one; read with the content, so that
     /// what is checked for being mid-write is what is loaded.
     sidecar: Result<Option<String>, SettingsError>,
+}
+
+/// What a scan of the routes folder found, before compiling.
+#[derive(Default)]
+struct Scan {
+    candidates: Vec<Candidate>,
+    /// Mid-write routes, as the previous table had them.
+    kept: Vec<Route<LoadedRoute>>,
+    unsettled: Vec<PathBuf>,
+    errors: Vec<Arc<LoadError>>,
+}
+
+/// A content compiled (or reused, or found in the cache) and linked, or why not.
+type Version = Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>;
+
+/// Compiled or reused versions by content hash.
+#[derive(Default)]
+struct Compiled {
+    versions: HashMap<String, Version>,
+    /// Contents whose file changed (or went) between hashing and compiling.
+    changed: HashSet<String>,
 }
 
 impl Loader {
@@ -276,12 +329,34 @@ impl Loader {
             settings,
             engine_hash,
             cache_stats: CacheStats::default(),
+            caps: SizeCaps::default(),
+            empty_since: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same loader with other caps on the size of the files it reads.
+    pub fn with_size_caps(self, caps: SizeCaps) -> Loader {
+        Loader { caps, ..self }
     }
 
     /// How often a component was found in the compile cache, and not.
     pub fn cache_stats(&self) -> &CacheStats {
         &self.cache_stats
+    }
+
+    fn wasm_cap(&self) -> Cap {
+        Cap {
+            bytes: self.caps.wasm,
+            flag: "--max-wasm-size",
+        }
+    }
+
+    /// Bounds sidecars, and the env file read with them.
+    fn sidecar_cap(&self) -> Cap {
+        Cap {
+            bytes: self.caps.sidecar,
+            flag: "--max-sidecar-size",
+        }
     }
 
     /// Loads every route under `dir`, reusing whatever `previous` already
@@ -293,111 +368,153 @@ impl Loader {
     ///
     /// On a reload (`previous` given), a route whose `.wasm` or sidecar was
     /// emptied within [`SETTLE`] is left as `previous` had it (or out, if
-    /// new) and listed in [`LoadedRoutes::unsettled`].
+    /// new) and listed in [`LoadedRoutes::unsettled`]; so is a file that
+    /// changed while it was being compiled.
     pub fn load_dir(&self, dir: &Path, previous: Option<&RouteTable<LoadedRoute>>) -> LoadedRoutes {
-        let (files, scan_errors) = route_files(dir);
-        let mut errors: Vec<_> = scan_errors.into_iter().map(Arc::new).collect();
-        let served_before = |file: &Path| previous.and_then(|table| table.by_file(file));
-        let mut candidates = Vec::new();
-        let mut unsettled = Vec::new();
-        let mut kept = Vec::new();
-        for file in files {
-            let relative = file.strip_prefix(dir).unwrap_or(&file);
-            match RoutePattern::from_file_path(relative) {
-                Ok(Some(pattern)) => {
-                    let content = read_and_hash(&file);
-                    let sidecar_file = file.with_extension("toml");
-                    let sidecar = read_sidecar(&sidecar_file);
-                    // Read empty just after a change: a write in progress.
-                    let wasm_empty = matches!(&content, Ok((bytes, _)) if bytes.is_empty());
-                    let sidecar_empty = matches!(&sidecar, Ok(Some(text)) if text.is_empty());
-                    let mid_write = previous.is_some()
-                        && ((wasm_empty && just_changed(&file))
-                            || (sidecar_empty && just_changed(&sidecar_file)));
-                    if mid_write {
-                        tracing::debug!(file = %file.display(), "emptied just now; waiting for the write");
-                        if let Some(old) = served_before(&file) {
-                            let value = old.value.clone();
-                            kept.push(Route {
-                                pattern,
-                                file: file.clone(),
-                                value,
-                            });
-                        }
-                        unsettled.push(file);
-                        continue;
-                    }
-                    candidates.push(Candidate {
-                        content,
-                        sidecar,
-                        pattern,
-                        file,
-                    })
-                }
-                Ok(None) => {}
-                Err(source) => errors.push(Arc::new(LoadError::Pattern { file, source })),
-            }
-        }
-        let previous_routes = previous.map_or(&[][..], |table| table.routes());
+        let mut scan = self.scan(dir, previous);
         // Files already served claim their patterns first.
-        candidates.sort_by_key(|c| served_before(&c.file).is_none());
-
-        let compiled = self.compile_all(&candidates, previous_routes);
-        let vars = self.settings.vars();
+        scan.candidates
+            .sort_by_key(|c| served_before(previous, &c.file).is_none());
+        let previous_routes = previous.map_or(&[][..], |table| table.routes());
+        let compiled = self.compile_all(&scan.candidates, previous_routes);
+        let vars = self.settings.vars(self.sidecar_cap());
         if let Err(error) = &vars {
-            errors.push(Arc::new(LoadError::Settings(error.clone())));
+            scan.errors
+                .push(Arc::new(LoadError::Settings(error.clone())));
         }
         // Kept versions were served before: they claim their patterns first.
-        let routes: Vec<_> = kept
-            .into_iter()
-            .chain(candidates.into_iter().map(|candidate| {
-                let name: Arc<str> = candidate.pattern.to_string().into();
-                let old = served_before(&candidate.file).map(|r| &r.value);
-                let (hash, loaded) = match candidate.content {
-                    Ok((_, hash)) => {
-                        let loaded = compiled.get(&hash).cloned().unwrap_or_else(|| {
-                            unreachable!("bug: every read candidate is compiled or reused")
-                        });
-                        (hash, loaded)
-                    }
-                    Err(error) => (String::new(), Err(Arc::new(error))),
-                };
-                let settings = match &vars {
-                    Ok(vars) => self
-                        .settings
-                        .for_route(&candidate.file, &candidate.sidecar, vars),
-                    Err(error) => Err(error.clone()),
-                };
-                let value = match (loaded, settings) {
-                    (Ok((pre, origin)), Ok(settings)) => {
-                        ready(name, hash, pre, origin, settings, old)
-                    }
-                    (Err(error), _) => failed(name, hash, error, old, &mut errors),
-                    (Ok(_), Err(error)) => {
-                        let error = Arc::new(LoadError::Settings(error));
-                        failed(name, hash, error, old, &mut errors)
-                    }
-                };
-                Route {
-                    pattern: candidate.pattern,
-                    file: candidate.file,
-                    value,
+        let mut routes = std::mem::take(&mut scan.kept);
+        for candidate in scan.candidates {
+            if let Ok(hash) = &candidate.content
+                && compiled.changed.contains(hash)
+            {
+                if previous.is_none() {
+                    tracing::warn!(
+                        file = %candidate.file.display(),
+                        "changed while loading; not served until the next rescan"
+                    );
                 }
-            }))
-            .collect();
+                let (pattern, file) = (candidate.pattern, candidate.file);
+                routes.extend(keep_previous(previous, pattern, &file));
+                scan.unsettled.push(file);
+                continue;
+            }
+            routes.push(self.assemble(candidate, &compiled, &vars, previous, &mut scan.errors));
+        }
         let (table, conflicts) = RouteTable::new(routes);
-        errors.extend(conflicts.into_iter().map(|c| Arc::new(LoadError::from(c))));
+        let conflicts = conflicts.into_iter().map(|c| Arc::new(LoadError::from(c)));
+        scan.errors.extend(conflicts);
         LoadedRoutes {
             table,
-            errors,
-            unsettled,
+            errors: scan.errors,
+            unsettled: scan.unsettled,
+        }
+    }
+
+    /// Finds the route files under `dir` and hashes each (with its sidecar
+    /// read), setting aside those that look mid-write on a reload.
+    fn scan(&self, dir: &Path, previous: Option<&RouteTable<LoadedRoute>>) -> Scan {
+        let (files, scan_errors) = route_files(dir);
+        let mut scan = Scan {
+            errors: scan_errors.into_iter().map(Arc::new).collect(),
+            ..Scan::default()
+        };
+        let mut empty_since = self
+            .empty_since
+            .lock()
+            .expect("no scan panics holding the lock");
+        let seen_before = std::mem::take(&mut *empty_since);
+        let now = Instant::now();
+        for file in files {
+            let relative = file.strip_prefix(dir).unwrap_or(&file);
+            let pattern = match RoutePattern::from_file_path(relative) {
+                Ok(Some(pattern)) => pattern,
+                Ok(None) => continue,
+                Err(source) => {
+                    scan.errors
+                        .push(Arc::new(LoadError::Pattern { file, source }));
+                    continue;
+                }
+            };
+            let content = hash_capped(&file, self.wasm_cap()).map_err(LoadError::from);
+            let sidecar_file = file.with_extension("toml");
+            let sidecar = read_sidecar(&sidecar_file, self.sidecar_cap());
+            if previous.is_some() {
+                // Read empty just after a change: a write in progress, for
+                // [`SETTLE`] at most from when a reload first saw it empty.
+                let wasm_empty = matches!(&content, Ok((_, 0)));
+                let sidecar_empty = matches!(&sidecar, Ok(Some(text)) if text.is_empty());
+                let emptied = [(wasm_empty, &file), (sidecar_empty, &sidecar_file)];
+                let mut mid_write = false;
+                for (_, path) in emptied.into_iter().filter(|(empty, _)| *empty) {
+                    let since = seen_before.get(path).copied().unwrap_or(now);
+                    mid_write |= now.duration_since(since) < SETTLE && just_changed(path);
+                    empty_since.insert(path.clone(), since);
+                }
+                if mid_write {
+                    tracing::debug!(file = %file.display(), "emptied just now; waiting for the write");
+                    scan.kept.extend(keep_previous(previous, pattern, &file));
+                    scan.unsettled.push(file);
+                    continue;
+                }
+            }
+            scan.candidates.push(Candidate {
+                content: content.map(|(hash, _)| hash),
+                sidecar,
+                pattern,
+                file,
+            })
+        }
+        scan
+    }
+
+    /// The route `candidate` becomes: its compiled version with its
+    /// settings, or its failure (beside the previous version, if that worked).
+    fn assemble(
+        &self,
+        candidate: Candidate,
+        compiled: &Compiled,
+        vars: &Result<BTreeMap<String, String>, SettingsError>,
+        previous: Option<&RouteTable<LoadedRoute>>,
+        errors: &mut Vec<Arc<LoadError>>,
+    ) -> Route<LoadedRoute> {
+        let name: Arc<str> = candidate.pattern.to_string().into();
+        let old = served_before(previous, &candidate.file).map(|r| &r.value);
+        let (hash, loaded) = match candidate.content {
+            Ok(hash) => {
+                let loaded = compiled.versions.get(&hash).cloned().unwrap_or_else(|| {
+                    unreachable!("bug: every hashed candidate is compiled, reused or changed")
+                });
+                (hash, loaded)
+            }
+            Err(error) => (String::new(), Err(Arc::new(error))),
+        };
+        let settings = match vars {
+            Ok(vars) => self
+                .settings
+                .for_route(&candidate.file, &candidate.sidecar, vars),
+            Err(error) => Err(error.clone()),
+        };
+        let value = match (loaded, settings) {
+            (Ok((pre, origin)), Ok(settings)) => ready(name, hash, pre, origin, settings, old),
+            (Err(error), _) => failed(name, hash, error, old, errors),
+            (Ok(_), Err(error)) => {
+                let error = Arc::new(LoadError::Settings(error));
+                failed(name, hash, error, old, errors)
+            }
+        };
+        Route {
+            pattern: candidate.pattern,
+            file: candidate.file,
+            value,
         }
     }
 
     /// Compiles each distinct content once, on as many threads as there are
     /// cores; content `previous` already loaded is reused, not compiled.
+    /// At most one file's bytes per thread are held at a time.
     fn compile_all(&self, candidates: &[Candidate], previous: &[Route<LoadedRoute>]) -> Compiled {
-        let mut compiled = Compiled::new();
+        let mut compiled = Compiled::default();
         for route in previous.iter().filter(|r| !r.value.hash.is_empty()) {
             let reused = match &route.value.state {
                 Ok(ready) => Ok((ready.pre.clone(), Origin::Reused)),
@@ -407,23 +524,22 @@ impl Loader {
             };
             // A working version wins over a failure of the same content.
             let entry = compiled
+                .versions
                 .entry(route.value.hash.clone())
                 .or_insert(reused.clone());
             if entry.is_err() && reused.is_ok() {
                 *entry = reused;
             }
         }
-        let mut jobs: Vec<&Candidate> = Vec::new();
-        for candidate in candidates {
-            if let Ok((_, hash)) = &candidate.content
-                && !compiled.contains_key(hash)
-                && !jobs
-                    .iter()
-                    .any(|job| job.content.as_ref().is_ok_and(|(_, h)| h == hash))
-            {
-                jobs.push(candidate);
-            }
-        }
+        let mut queued = HashSet::new();
+        let jobs: Vec<(&Path, &str)> = candidates
+            .iter()
+            .filter_map(|candidate| {
+                let hash = candidate.content.as_deref().ok()?;
+                let new = !compiled.versions.contains_key(hash) && queued.insert(hash);
+                new.then_some((candidate.file.as_path(), hash))
+            })
+            .collect();
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(jobs.len());
@@ -432,27 +548,45 @@ impl Loader {
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
-                    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let Ok((bytes, hash)) = &job.content else {
-                            continue;
-                        };
-                        let result = self
-                            .load_component(&job.file, bytes, hash)
-                            .map_err(Arc::new);
+                    while let Some(&(file, hash)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let result = self.compile_file(file, hash);
                         results
                             .lock()
                             .expect("no worker panics holding the lock")
-                            .push((hash.clone(), result));
+                            .push((hash.to_owned(), result));
                     }
                 });
             }
         });
-        compiled.extend(
-            results
-                .into_inner()
-                .expect("no worker panicked holding the lock"),
-        );
+        let results = results
+            .into_inner()
+            .expect("no worker panicked holding the lock");
+        for (hash, result) in results {
+            match result {
+                Some(result) => {
+                    compiled.versions.insert(hash, result);
+                }
+                None => {
+                    compiled.changed.insert(hash);
+                }
+            }
+        }
         compiled
+    }
+
+    /// Reads `file` again and loads it, if it still holds the content that
+    /// was hashed as `hash`; `None` if it changed (or went) since.
+    fn compile_file(&self, file: &Path, hash: &str) -> Option<Version> {
+        let bytes = match read_capped(file, self.wasm_cap()) {
+            Ok(bytes) if hash_bytes(&bytes) == hash => bytes,
+            // Rewritten, removed or swapped since it was hashed: not the
+            // content to load, and not a failure of that content either.
+            Ok(_) | Err(_) => {
+                tracing::debug!(file = %file.display(), "changed while loading; rescanning");
+                return None;
+            }
+        };
+        Some(self.load_component(file, &bytes, hash).map_err(Arc::new))
     }
 
     /// Deserializes the component from the cache, or compiles (and caches)
@@ -625,8 +759,26 @@ pub(crate) fn same_error(a: Option<&Arc<LoadError>>, b: Option<&Arc<LoadError>>)
     }
 }
 
-/// Compiled or reused versions by content hash.
-type Compiled = HashMap<String, Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>>;
+/// The route loaded from `file` in `previous`, if any.
+fn served_before<'a>(
+    previous: Option<&'a RouteTable<LoadedRoute>>,
+    file: &Path,
+) -> Option<&'a Route<LoadedRoute>> {
+    previous.and_then(|table| table.by_file(file))
+}
+
+/// `file` as `previous` served it, if it did: kept while it settles.
+fn keep_previous(
+    previous: Option<&RouteTable<LoadedRoute>>,
+    pattern: RoutePattern,
+    file: &Path,
+) -> Option<Route<LoadedRoute>> {
+    served_before(previous, file).map(|old| Route {
+        pattern,
+        file: file.to_owned(),
+        value: old.value.clone(),
+    })
+}
 
 /// Whether `file` changed within [`SETTLE`] (a modification time in the
 /// future counts as just now). Asked after reading it empty.
@@ -641,25 +793,16 @@ fn just_changed(file: &Path) -> bool {
 }
 
 /// A route's sidecar text; `None` when it has none.
-fn read_sidecar(file: &Path) -> Result<Option<String>, SettingsError> {
-    match std::fs::read_to_string(file) {
+fn read_sidecar(file: &Path, cap: Cap) -> Result<Option<String>, SettingsError> {
+    match read_text_capped(file, cap) {
         Ok(text) => Ok(Some(text)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) if error.is_not_found() => Ok(None),
         Err(error) => Err(SettingsError {
             file: file.to_owned(),
             key: None,
-            message: format!("cannot read: {error}"),
+            message: error.reason(),
         }),
     }
-}
-
-fn read_and_hash(file: &Path) -> Result<(Vec<u8>, String), LoadError> {
-    let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
-        path: file.to_owned(),
-        source,
-    })?;
-    let hash = format!("{:x}", Sha256::digest(&bytes));
-    Ok((bytes, hash))
 }
 
 /// Tells a core module or a non-wasm file from a component before wasmtime
@@ -679,32 +822,4 @@ fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         file: file.to_owned(),
         reason,
     })
-}
-
-/// Every file under `dir`, following symlinks (Kubernetes mounts files as
-/// symlinks through `..data`), skipping private folders, sorted by path; and
-/// every entry that could not be read (a dangling symlink, a loop), which
-/// costs that entry only.
-pub(crate) fn route_files(dir: &Path) -> (Vec<PathBuf>, Vec<LoadError>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    let walk = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|entry| {
-            entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with(['_', '.'])
-        });
-    for entry in walk {
-        match entry {
-            Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
-            Ok(_) => {}
-            Err(error) => errors.push(LoadError::Io {
-                path: error.path().unwrap_or(dir).to_owned(),
-                source: error.into(),
-            }),
-        }
-    }
-    // Byte order of the whole path, so `a.wasm` sorts before `a/index.wasm`.
-    files.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    (files, errors)
 }

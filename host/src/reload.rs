@@ -78,6 +78,7 @@ impl Reloader {
         let mut reported = self.reloading.lock().await;
         loop {
             tracing::debug!(dir = %self.dir.display(), "rescanning");
+            let started = std::time::Instant::now();
             let previous = self.state.routes();
             let loader = self.loader.clone();
             let dir = self.dir.clone();
@@ -90,6 +91,11 @@ impl Reloader {
                     return;
                 }
             };
+            tracing::debug!(
+                files = loaded.table.routes().len(),
+                "rescanned in {} ms",
+                started.elapsed().as_millis()
+            );
             let errors: BTreeSet<String> = loaded.errors.iter().map(ToString::to_string).collect();
             for error in errors.difference(&reported) {
                 tracing::error!("{error}");

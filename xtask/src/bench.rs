@@ -1,6 +1,6 @@
-//! `cargo xtask bench reload`: how fast a changed route serves, and how
-//! fast a server with many routes starts, with a cold and a warm compile
-//! cache. Runs the release `wedge` binary against components built from
+//! `cargo xtask bench reload`: how fast a changed route serves, how fast a
+//! server with many routes starts, with a cold and a warm compile cache, and
+//! what a reload costs with thousands of route files. Runs the release `wedge` binary against components built from
 //! `tests/fixtures`, over loopback only, with bounded loops.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,6 +16,11 @@ use anyhow::{Context, bail};
 const SWAPS: usize = 50;
 /// Routes in the start-up measurement.
 const ROUTES: usize = 100;
+/// Route files in the many-routes case, one run each: a reload's cost
+/// should grow about linearly from one to the next.
+const MANY_ROUTES: [usize; 2] = [1_000, 10_000];
+/// Rescans and swaps measured per many-routes run.
+const MANY_SAMPLES: usize = 10;
 /// Longest wait for one swap or one start before the bench gives up.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -103,6 +108,76 @@ impl Bench {
             ));
         }
         print_rows(&format!("start-up, {ROUTES} distinct routes"), &rows);
+        self.many_routes(&v1, &v2)
+    }
+
+    /// One small component at thousands of paths (`r/00042/[id].wasm`), so
+    /// that it compiles once and what is measured is Wedge's own work per
+    /// file: the first load, a rescan that finds nothing changed (the
+    /// server's own figure), and one file changed until its new version
+    /// serves.
+    fn many_routes(&self, v1: &[u8], v2: &[u8]) -> anyhow::Result<()> {
+        let mut rows = Vec::new();
+        for count in MANY_ROUTES {
+            let dir = self.fresh_dir(&format!("routes-{count}"))?;
+            let (routes, cache) = (dir.join("routes"), dir.join("cache"));
+            for i in 0..count {
+                let folder = routes.join(format!("r/{i:05}"));
+                std::fs::create_dir_all(&folder)?;
+                std::fs::write(folder.join("[id].wasm"), v1)?;
+            }
+            let started = Instant::now();
+            let server = Server::start(&self.wedge, &routes, &cache)?;
+            wait_for(server.addr, &format!("/r/{:05}/x", count - 1), "v1")?;
+            let first_load = started.elapsed();
+            let mut round = 0;
+            let rescans = sample(MANY_SAMPLES, || {
+                round += 1;
+                let before = server.rescan_ms.lock().expect("not poisoned").len();
+                // Not a route: the folder changed, no route did.
+                std::fs::write(routes.join("notes.txt"), format!("{round}"))?;
+                let deadline = Instant::now() + DEADLINE;
+                while Instant::now() < deadline {
+                    if let Some(&ms) = server.rescan_ms.lock().expect("not poisoned").get(before) {
+                        return Ok(Duration::from_millis(ms));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                bail!("no rescan within {DEADLINE:?}")
+            })?;
+            let file = routes.join("r/00000/[id].wasm");
+            let mut round = 0;
+            let swaps = sample(MANY_SAMPLES, || {
+                round += 1;
+                let (bytes, body) = if round % 2 == 1 {
+                    (v2, "v2")
+                } else {
+                    (v1, "v1")
+                };
+                let temporary = routes.join("r/00000/.new.tmp");
+                std::fs::write(&temporary, bytes)?;
+                let started = Instant::now();
+                std::fs::rename(&temporary, &file)?;
+                wait_for(server.addr, "/r/00000/x", body)?;
+                Ok(started.elapsed())
+            })?;
+            rows.push((
+                format!("{count} routes: start -> last route 200 (cold cache)"),
+                format!("{:.0} ms", ms(first_load)),
+            ));
+            rows.push((
+                format!("{count} routes: rescan, nothing changed"),
+                summary(&rescans),
+            ));
+            rows.push((
+                format!("{count} routes: one file renamed -> new version served"),
+                summary(&swaps),
+            ));
+        }
+        print_rows(
+            "many routes: one component at N paths (r/NNNNN/[id].wasm)",
+            &rows,
+        );
         Ok(())
     }
 
@@ -420,6 +495,8 @@ struct Server {
     load_ms: Arc<Mutex<Vec<u64>>>,
     /// The "build ok in N ms" figures (`wedge dev`).
     build_ms: Arc<Mutex<Vec<u64>>>,
+    /// The "rescanned in N ms" figures of the reloader.
+    rescan_ms: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Server {
@@ -438,19 +515,28 @@ impl Server {
             .arg(routes)
             .args(["--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache)
-            .env("RUST_LOG", "warn,wedge::reload=info,wedge::dev=info")
+            .env("RUST_LOG", "warn,wedge::reload=debug,wedge::dev=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("start {}", wedge.display()))?;
-        let addr = listening_address(&mut child)?;
         let load_ms = Arc::new(Mutex::new(Vec::new()));
         let build_ms = Arc::new(Mutex::new(Vec::new()));
+        let rescan_ms = Arc::new(Mutex::new(Vec::new()));
         let stderr = BufReader::new(child.stderr.take().context("piped stderr")?);
         std::thread::spawn({
             let (load_ms, build_ms) = (load_ms.clone(), build_ms.clone());
+            let rescan_ms = rescan_ms.clone();
             move || {
                 for line in stderr.lines().map_while(Result::ok) {
+                    let rescan = line
+                        .split_once("rescanned in ")
+                        .and_then(|(_, rest)| rest.split_once(" ms"))
+                        .and_then(|(ms, _)| ms.parse().ok());
+                    if let Some(ms) = rescan {
+                        rescan_ms.lock().expect("not poisoned").push(ms);
+                        continue;
+                    }
                     let load = line
                         .split_once(" in ")
                         .and_then(|(_, rest)| rest.split_once(" ms)"))
@@ -470,11 +556,15 @@ impl Server {
                 }
             }
         });
+        // Only now: the log is read from the start, or a first load that
+        // logs more than a pipe holds (thousands of routes) would block.
+        let addr = listening_address(&mut child)?;
         Ok(Server {
             child,
             addr,
             load_ms,
             build_ms,
+            rescan_ms,
         })
     }
 }

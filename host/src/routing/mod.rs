@@ -38,14 +38,18 @@ pub use table::{Route, RouteMatch, RouteTable};
 pub enum PatternError {
     /// A segment with unbalanced or misplaced brackets.
     #[error(
-        "`{segment}` is not a valid segment: use `name`, `[param]`, `[...catchall]` or `[[...optional]]`"
+        "`{}` is not a valid segment: use `name`, `[param]`, `[...catchall]` or `[[...optional]]`",
+        Escaped(segment)
     )]
     Malformed {
         /// The segment as written.
         segment: String,
     },
     /// A param name that is empty or has characters other than letters, digits, `_`, `-`.
-    #[error("`{segment}` has an invalid param name: use letters, digits, `_` or `-`")]
+    #[error(
+        "`{}` has an invalid param name: use letters, digits, `_` or `-`",
+        Escaped(segment)
+    )]
     BadParamName {
         /// The segment as written.
         segment: String,
@@ -68,6 +72,34 @@ pub enum PatternError {
     /// A file name that is not UTF-8 cannot be a URL segment.
     #[error("file name is not UTF-8")]
     NotUtf8,
+}
+
+/// Text from a file name, for a log line or an error: control characters
+/// escaped (`\n`, `\u{1b}`), so that a file name cannot forge log lines or
+/// drive the terminal that shows them.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path as [`Escaped`] shows it.
+pub struct EscapedPath<'a>(pub &'a std::path::Path);
+
+impl std::fmt::Display for EscapedPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Escaped(&self.0.to_string_lossy()).fmt(f)
+    }
 }
 
 /// Two route files that cannot both be served; `file` was refused.

@@ -231,4 +231,13 @@ mod tests {
             assert!(expected(&err), "file {path}: got {err:?}");
         }
     }
+
+    #[test]
+    fn control_characters_in_a_file_name_are_errors_shown_escaped() {
+        let error = pattern("evil\n2026-01-01 INFO forged line\u{1b}c.wasm").unwrap_err();
+        assert!(matches!(error, PatternError::Malformed { .. }), "{error}");
+        let message = error.to_string();
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.contains("evil\\n2026"), "{message}");
+    }
 }

@@ -8,7 +8,7 @@
 //! directly is shorter and easier to verify than such a wrapper.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
 
@@ -41,6 +41,8 @@ pub struct RouteMatch<'a, T> {
 #[derive(Debug)]
 pub struct RouteTable<T> {
     routes: Vec<Route<T>>,
+    /// Each route by its file: reloads look every route up by file.
+    files: HashMap<PathBuf, RouteId>,
     root: Node,
 }
 
@@ -71,6 +73,7 @@ impl<T> RouteTable<T> {
     pub fn new(candidates: impl IntoIterator<Item = Route<T>>) -> (Self, Vec<RouteConflict>) {
         let mut table = RouteTable {
             routes: Vec::new(),
+            files: HashMap::new(),
             root: Node::default(),
         };
         let mut conflicts = Vec::new();
@@ -79,6 +82,7 @@ impl<T> RouteTable<T> {
                 Ok(()) => {
                     let id = table.routes.len();
                     table.root.insert(route.pattern.segments(), id);
+                    table.files.entry(route.file.clone()).or_insert(id);
                     table.routes.push(route);
                 }
                 Err((existing, reason)) => conflicts.push(RouteConflict {
@@ -98,8 +102,8 @@ impl<T> RouteTable<T> {
     }
 
     /// The route loaded from `file`, if any.
-    pub fn by_file(&self, file: &std::path::Path) -> Option<&Route<T>> {
-        self.routes.iter().find(|route| route.file == file)
+    pub fn by_file(&self, file: &Path) -> Option<&Route<T>> {
+        self.files.get(file).map(|&id| &self.routes[id])
     }
 
     /// The route serving `path` (no query), by precedence: at every segment

@@ -8,6 +8,7 @@ mod dev;
 mod errors;
 mod examples;
 mod hostile_clients;
+mod hostile_files;
 mod hostile_guests;
 mod languages;
 mod limits;
