@@ -6,10 +6,14 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use tracing_appender::non_blocking::NonBlocking;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::EitherWriter;
 
 use crate::admin::{self, Admin, Phase};
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
@@ -233,25 +237,57 @@ impl LoadArgs {
 /// hundred bytes); 4096 lines absorb a burst of a few thousand requests.
 const LOG_BUFFER_LINES: usize = 4096;
 
+/// Where log lines go: straight to stderr until the server serves, so
+/// start-up lines are never dropped and are out before the address is
+/// printed; then through the non-blocking queue.
+#[derive(Clone)]
+struct LogSink {
+    serving: Arc<AtomicBool>,
+    queue: NonBlocking,
+}
+
+impl LogSink {
+    /// Serving threads start: from now on, log through the queue.
+    fn serving(&self) {
+        self.serving.store(true, Ordering::Release);
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogSink {
+    type Writer = EitherWriter<NonBlocking, std::io::Stderr>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        if self.serving.load(Ordering::Acquire) {
+            EitherWriter::A(self.queue.clone())
+        } else {
+            EitherWriter::B(std::io::stderr())
+        }
+    }
+}
+
 /// Runs the command line; exit code 0 on success, 1 on failure, 2 on usage errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Log lines go to stderr from a thread of their own, so a slow log pipe
-    // never stalls a serving thread; past LOG_BUFFER_LINES waiting, lines
-    // are dropped and counted (`wedge_log_lines_dropped_total`). The guard
-    // flushes what waits when `main` returns.
-    let (writer, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+    // Once serving, log lines go to stderr from a thread of their own, so a
+    // slow log pipe never stalls a serving thread; past LOG_BUFFER_LINES
+    // waiting, lines are dropped and counted (`wedge_log_lines_dropped_total`).
+    // The guard flushes what waits when `main` returns.
+    let (queue, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .thread_name("wedge-log")
         .finish(std::io::stderr());
-    let dropped = writer.error_counter();
+    let dropped = queue.error_counter();
     crate::metrics::count_log_drops(move || dropped.dropped_lines() as u64);
+    let sink = LogSink {
+        serving: Arc::new(AtomicBool::new(false)),
+        queue,
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(sink.clone());
     match cli.log_format {
         LogFormat::Pretty => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -264,8 +300,8 @@ pub fn main() -> ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => serve(args, Mode::Serve),
-        Command::Dev(args) => serve(args, Mode::Dev),
+        Command::Serve(args) => serve(args, Mode::Serve, &sink),
+        Command::Dev(args) => serve(args, Mode::Dev, &sink),
         Command::Routes(args) => routes(args),
     };
     // Every log line out before the final error, in order.
@@ -323,7 +359,7 @@ enum Mode {
     Dev,
 }
 
-fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+fn serve(args: ServeArgs, mode: Mode, log: &LogSink) -> anyhow::Result<ExitCode> {
     // This runtime loads, reloads, builds, watches and answers the admin
     // listener; requests are served on their own threads
     // (`server::run_threads`), which never compile.
@@ -406,6 +442,7 @@ fn serve(args: ServeArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "admin on http://{addr}");
         }
         print_table(&args.routes_dir, &loaded);
+        log.serving();
         let options = ServerOptions {
             header_timeout: args.header_timeout,
             max_header_size: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
