@@ -38,7 +38,18 @@ async fn every_response_carries_a_request_id_that_the_log_and_guest_share() {
         let id = answer.headers()["x-request-id"].to_str().unwrap();
         assert_eq!(id == incoming, kept, "{incoming:?} -> {id}");
     }
-    let log = server.log.wait_for("request{id=req-42.a_b}").await;
+    // The log is written off the serving threads: it may trail the response.
+    let mut log = server.log.wait_for("request{id=req-42.a_b}").await;
+    for _ in 0..200 {
+        if log
+            .lines()
+            .any(|l| l.contains("guest trapped") && l.contains("req-42.a_b"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        log = server.log.text();
+    }
     let trap_line = log
         .lines()
         .find(|l| l.contains("guest trapped") && l.contains("req-42.a_b"))
