@@ -250,7 +250,13 @@ fn soak(server: &Hostile, routes: &Path, other: &Path) -> anyhow::Result<()> {
         slowloris(addr, stop.clone());
     }
     let mut neighbours = Vec::new();
-    for path in ["/bomb", "/resources", "/flood"] {
+    for path in [
+        "/bomb",
+        "/resources?mode=fields&mb=512",
+        "/resources?mode=bodies&mb=512",
+        "/resources?mode=stdout&mb=512",
+        "/flood?mb=16",
+    ] {
         neighbours.extend(looping(1, &stop, move || {
             let _ = get(addr, path);
         }));
