@@ -46,15 +46,22 @@ struct CpuTimeUsedUp(Duration);
 
 /// Counts the epoch ticks at which the guest was running, yielding to the
 /// event loop at each so that a busy guest cannot hold a serving thread;
-/// past `budget`, stops the guest with [`CpuTimeUsedUp`].
+/// past `budget`, stops the guest with [`CpuTimeUsedUp`]. A budget of at
+/// least the route's `timeout` never stops it: the timeout comes first
+/// (CPU time never exceeds the time elapsed), and the two racing at the
+/// same instant would answer the same request either way.
 ///
 /// The yield is tokio's own, which lets the event loop poll for I/O before
 /// the guest runs again: a thread with busy guests still notices new
 /// requests within a tick or two, rather than after a round of every task
 /// it holds.
-fn meter_cpu(store: &mut Store<GuestState>, budget: Duration) {
-    let ticks = (budget.as_micros() / EPOCH_TICK.as_micros()).max(1);
-    let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
+fn meter_cpu(store: &mut Store<GuestState>, budget: Duration, timeout: Duration) {
+    let ticks = if budget >= timeout {
+        u64::MAX
+    } else {
+        let ticks = (budget.as_micros() / EPOCH_TICK.as_micros()).max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    };
     let mut used = 0u64;
     store.epoch_deadline_callback(move |_| {
         used += 1;
@@ -114,7 +121,7 @@ where
     });
     let mut store = Store::new(pre.engine(), GuestState::new(route, settings));
     store.limiter(|state| &mut state.limits);
-    meter_cpu(&mut store, settings.cpu_time);
+    meter_cpu(&mut store, settings.cpu_time, settings.timeout);
     let (response_sender, response_receiver) = oneshot::channel();
     let responded = Arc::new(AtomicBool::new(false));
     let mut http = store.data_mut().http();

@@ -186,9 +186,8 @@ async fn an_edit_is_rebuilt_and_served_and_a_broken_build_keeps_the_last_good_ve
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(text(&client.get("/hello").await), "v5");
 
-    let log = server.log.text();
-    assert!(log.contains("build ok in"), "{log}");
-    assert!(log.contains("route updated"), "{log}");
+    server.log.wait_for("build ok in").await;
+    server.log.wait_for("route updated").await;
 }
 
 /// Routes whose `[build]` runs a shell command (no compiler): `/made`

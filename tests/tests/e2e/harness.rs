@@ -79,14 +79,23 @@ impl Output {
 
     /// Waits up to 10 s for `needle` to appear; returns the text then.
     pub async fn wait_for(&self, needle: &str) -> String {
+        self.wait_for_count(needle, 1).await
+    }
+
+    /// Waits up to 10 s for `needle` to appear `count` times; returns the
+    /// text then.
+    pub async fn wait_for_count(&self, needle: &str, count: usize) -> String {
         for _ in 0..200 {
             let text = self.text();
-            if text.contains(needle) {
+            if text.matches(needle).count() >= count {
                 return text;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("`{needle}` never appeared in:\n{}", self.text());
+        panic!(
+            "`{needle}` never appeared {count} time(s) in:\n{}",
+            self.text()
+        );
     }
 
     fn collect(&self, stream: impl AsyncRead + Unpin + Send + 'static) {

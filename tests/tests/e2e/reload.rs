@@ -128,8 +128,7 @@ async fn a_hundred_swaps_under_load_fail_no_request() {
         served.load(Ordering::Relaxed) > 100,
         "the load kept running"
     );
-    let log = server.log.text();
-    assert!(log.contains("route updated: "), "{log}");
+    let log = server.log.wait_for("route updated: ").await;
     // A hundred rescans, and the unchanged route was loaded once.
     let loads = |name: &str| {
         log.lines()
