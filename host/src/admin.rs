@@ -10,8 +10,8 @@
 //! - `GET /routes`: the route table as JSON.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,10 +23,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::live::LiveRoutes;
 use crate::loader::LoadedRoute;
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::routing::Route;
-use crate::server::{Connections, DEFAULT_MAX_HEADER_SIZE, Deadlines, ServerState, http_builder};
+use crate::server::{Connections, DEFAULT_MAX_HEADER_SIZE, Deadlines, http_builder};
 use crate::settings::RouteSettings;
 
 /// Where the server is in its life, as `/readyz` reports it.
@@ -45,27 +46,19 @@ pub enum Phase {
 /// server, which moves the phase along.
 pub struct Admin {
     phase: AtomicU8,
-    metrics: Arc<Metrics>,
-    server: OnceLock<Arc<ServerState>>,
+    routes: Arc<LiveRoutes>,
     routes_dir: PathBuf,
 }
 
 impl Admin {
-    /// An admin in the [`Phase::Loading`] phase, reporting `metrics`;
-    /// route files are shown relative to `routes_dir`.
-    pub fn new(metrics: Arc<Metrics>, routes_dir: &Path) -> Admin {
+    /// An admin in the [`Phase::Loading`] phase, reporting `routes` and
+    /// their metrics; route files are shown relative to `routes_dir`.
+    pub fn new(routes: Arc<LiveRoutes>, routes_dir: &Path) -> Admin {
         Admin {
             phase: AtomicU8::new(Phase::Loading as u8),
-            metrics,
-            server: OnceLock::new(),
+            routes,
             routes_dir: routes_dir.to_owned(),
         }
-    }
-
-    /// The first table is loaded and served by `server`: ready.
-    pub fn serving(&self, server: Arc<ServerState>) {
-        let _ = self.server.set(server);
-        self.set_phase(Phase::Serving);
     }
 
     /// Sets the phase; `/readyz` answers by it from the next probe on.
@@ -82,14 +75,14 @@ impl Admin {
         }
     }
 
-    fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    fn answer(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        if !matches!(*method, Method::GET | Method::HEAD) {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             let allow = HeaderValue::from_static("GET, HEAD");
             response.headers_mut().insert(header::ALLOW, allow);
             return response;
         }
-        match request.uri().path() {
+        match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => match self.phase() {
                 Phase::Serving => text(StatusCode::OK, "ready\n"),
@@ -97,32 +90,31 @@ impl Admin {
                 Phase::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
             },
             "/metrics" => {
-                let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                let metrics = self.routes.metrics().render();
+                let mut response = Response::new(Full::new(Bytes::from(metrics)));
                 let content_type = HeaderValue::from_static(metrics::CONTENT_TYPE);
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, content_type);
                 response
             }
-            "/routes" => match self.server.get() {
-                Some(server) => {
-                    let table = server.routes();
-                    let routes: Vec<Value> = table
-                        .routes()
-                        .iter()
-                        .map(|route| route_json(route, &self.routes_dir))
-                        .collect();
-                    let body = serde_json::to_vec_pretty(&routes)
-                        .expect("bug: JSON values always serialize");
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    let content_type = HeaderValue::from_static("application/json");
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, content_type);
-                    response
-                }
-                None => text(StatusCode::SERVICE_UNAVAILABLE, "loading routes\n"),
-            },
+            "/routes" if self.routes.is_loaded() => {
+                let table = self.routes.current();
+                let routes: Vec<Value> = table
+                    .routes()
+                    .iter()
+                    .map(|route| route_json(route, &self.routes_dir))
+                    .collect();
+                let body =
+                    serde_json::to_vec_pretty(&routes).expect("bug: JSON values always serialize");
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                let content_type = HeaderValue::from_static("application/json");
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+                response
+            }
+            "/routes" => text(StatusCode::SERVICE_UNAVAILABLE, "loading routes\n"),
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found: the admin listener serves /healthz, /readyz, /metrics and /routes\n",
@@ -219,9 +211,76 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, header_timeout: Dur
         };
         let admin = admin.clone();
         let handler = move |request: Request<Incoming>| {
-            let response = admin.answer(&request);
+            let response = admin.answer(request.method(), request.uri().path());
             async move { response }
         };
         connections.spawn(stream, peer, handler, graceful.watcher(), permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::testing::{component, loader};
+
+    /// An admin over live routes loaded from a folder holding `a.wasm`, and
+    /// the live routes, not yet published.
+    fn admin() -> (tempfile::TempDir, Arc<LiveRoutes>, Admin) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();
+        let live = Arc::new(LiveRoutes::new(Arc::new(Metrics::new(&Default::default()))));
+        let admin = Admin::new(live.clone(), dir.path());
+        (dir, live, admin)
+    }
+
+    async fn get(admin: &Admin, path: &str) -> (StatusCode, String) {
+        let response = admin.answer(&Method::GET, path);
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_phase() {
+        let (_dir, _live, admin) = admin();
+        assert_eq!(get(&admin, "/healthz").await.0, StatusCode::OK);
+        let not_ready = (StatusCode::SERVICE_UNAVAILABLE, "loading routes\n".into());
+        assert_eq!(get(&admin, "/readyz").await, not_ready);
+        admin.set_phase(Phase::Serving);
+        assert_eq!(get(&admin, "/readyz").await.0, StatusCode::OK);
+        admin.set_phase(Phase::Draining);
+        let draining = (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+        assert_eq!(get(&admin, "/readyz").await, draining);
+    }
+
+    #[tokio::test]
+    async fn routes_shows_the_published_table() {
+        let (dir, live, admin) = admin();
+        assert_eq!(
+            get(&admin, "/routes").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        live.publish(loader().load_dir(dir.path(), None).table);
+        let (status, body) = get(&admin, "/routes").await;
+        assert_eq!(status, StatusCode::OK);
+        let routes: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(routes[0]["pattern"], "/a");
+        assert_eq!(routes[0]["file"], "a.wasm");
+        assert_eq!(routes[0]["state"], "serving");
+        let (_, metrics) = get(&admin, "/metrics").await;
+        assert!(metrics.contains("wedge_"), "{metrics}");
+    }
+
+    #[test]
+    fn only_get_and_head_are_answered() {
+        let (_dir, _live, admin) = admin();
+        let response = admin.answer(&Method::POST, "/healthz");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
+        let missing = admin.answer(&Method::GET, "/nope");
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -141,7 +141,8 @@ impl CompileCache {
     }
 
     /// The folder.
-    pub fn dir(&self) -> &Path {
+    #[cfg(test)]
+    fn dir(&self) -> &Path {
         &self.dir
     }
 

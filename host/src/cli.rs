@@ -17,15 +17,24 @@ use tracing_subscriber::fmt::writer::EitherWriter;
 
 use crate::admin::{self, Admin, Phase};
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
-use crate::dev::Builds;
-use crate::engine::{DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine};
-use crate::loader::{Cap, LoadedRoutes, Loader, SettingsSource, SizeCaps, read_text_capped};
+use crate::dev::{Builds, DevWatch};
+use crate::engine::{
+    DEFAULT_MAX_INSTANCE_MEMORY, DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine,
+};
+use crate::live::LiveRoutes;
+use crate::loader::{
+    Cap, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, LoadError, LoadedRoute, Loader,
+    SettingsSource, SizeCaps, read_text_capped,
+};
 use crate::metrics::Metrics;
-use crate::reload::{Reloader, log_changes};
+use crate::reload::{Reloader, RouteWatch};
 use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
-use crate::server::tls::{Certificate, TlsFiles};
-use crate::server::{self, DEFAULT_MAX_CONNECTIONS, ServerOptions, ServerState, TrustedProxies};
+use crate::server::tls::{Certificate, CertificateWatch, TlsFiles};
+use crate::server::{
+    self, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_SHUTDOWN_GRACE, ServerOptions, ServerState, TrustedProxies,
+};
 use crate::settings::{ConfigFile, EnvAllow, Policy};
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
@@ -63,10 +72,10 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// The routes folder: each `.wasm` under it serves the URL its path names.
-    #[arg(default_value = "routes")]
+    #[arg(default_value = DEFAULT_ROUTES_DIR)]
     routes_dir: PathBuf,
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:3000")]
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Serve /healthz, /readyz, /metrics and /routes on this address (off
     /// unless given; never on --listen).
@@ -92,20 +101,24 @@ struct ServeArgs {
     #[arg(long)]
     dev: bool,
     /// How long in-flight requests may finish after SIGINT/SIGTERM.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_SHUTDOWN_GRACE))]
     shutdown_grace: Duration,
     /// After SIGINT/SIGTERM, keep accepting this long with /readyz at 503,
     /// so load balancers stop sending before connections are refused; then
     /// drain within --shutdown-grace.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_SHUTDOWN_DELAY))]
     shutdown_delay: Duration,
     /// How long a client may take from connecting (TLS handshake included)
     /// to a complete request head, and a connection with no request in
     /// flight (HTTP/1.1 keep-alive or HTTP/2) may stay open.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(DEFAULT_HEADER_TIMEOUT))]
     header_timeout: Duration,
     /// Largest request head (request line and headers).
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value = size_text(DEFAULT_MAX_HEADER_SIZE as u64))]
     max_header_size: u64,
     /// Most open client connections; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
@@ -114,19 +127,52 @@ struct ServeArgs {
     /// Serving threads, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<NonZeroUsize>,
+    /// Print the settings these flags resolve to, as JSON, and exit without
+    /// binding or reading any file (what `cargo xtask deploy-check` reads).
+    #[arg(long, hide = true)]
+    print_config: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
+
+/// The routes folder when none is named.
+const DEFAULT_ROUTES_DIR: &str = "routes";
+
+/// The address `serve` and `dev` listen on when no `--listen` is given:
+/// loopback, so a first run is not reachable from the network.
+const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+
+/// How long the server keeps accepting after the shutdown signal, with
+/// `/readyz` at 503: none unless asked for (`--shutdown-delay`).
+const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 
 /// A duration flag: `500ms`, `10s`, `2m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e}; write e.g. 10s or 500ms"))
 }
 
+/// A duration as flags take it: `10s`, `500ms`.
+fn duration_text(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// A size as flags take it, in the largest binary unit that holds it
+/// whole: `64KiB`, `256MiB`, `1000` (bytes).
+fn size_text(bytes: u64) -> String {
+    let units = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    units
+        .into_iter()
+        .find(|&(_, shift)| bytes != 0 && bytes.trailing_zeros() >= shift)
+        .map_or_else(
+            || bytes.to_string(),
+            |(unit, shift)| format!("{}{unit}", bytes >> shift),
+        )
+}
+
 #[derive(Debug, clap::Args)]
 struct RoutesArgs {
     /// The routes folder.
-    #[arg(default_value = "routes")]
+    #[arg(default_value = DEFAULT_ROUTES_DIR)]
     routes_dir: PathBuf,
     #[command(flatten)]
     load: LoadArgs,
@@ -158,13 +204,16 @@ struct LoadArgs {
     max_instances: u32,
     /// Most linear memory one instance may have; sizes the instance pool.
     /// A route's `memory` may not exceed it.
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value = size_text(DEFAULT_MAX_INSTANCE_MEMORY))]
     max_instance_memory: u64,
     /// Largest `.wasm` route file; a larger one is a load error.
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value = size_text(DEFAULT_MAX_WASM_SIZE))]
     max_wasm_size: u64,
     /// Largest sidecar, --config and --env-file; a larger one is an error.
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value = size_text(DEFAULT_MAX_SIDECAR_SIZE))]
     max_sidecar_size: u64,
 }
 
@@ -300,8 +349,8 @@ pub fn main() -> ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => serve(args, Mode::Serve, &sink),
-        Command::Dev(args) => serve(args, Mode::Dev, &sink),
+        Command::Serve(args) => serve_or_print(args, Mode::Serve, cli.log_format, &sink),
+        Command::Dev(args) => serve_or_print(args, Mode::Dev, cli.log_format, &sink),
         Command::Routes(args) => routes(args),
     };
     // Every log line out before the final error, in order.
@@ -359,91 +408,32 @@ enum Mode {
     Dev,
 }
 
-fn serve(args: ServeArgs, mode: Mode, log: &LogSink) -> anyhow::Result<ExitCode> {
-    // This runtime loads, reloads, builds, watches and answers the admin
-    // listener; requests are served on their own threads
-    // (`server::run_threads`), which never compile.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    check_routes_dir(&args.routes_dir)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
-    let certificate = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let files = TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            };
-            Some(Certificate::load(files)?)
-        }
-        _ => None,
-    };
-    runtime.block_on(async {
-        let listener = std::net::TcpListener::bind(args.listen).with_context(|| {
-            format!(
-                "cannot listen on {}; pick another address with --listen",
-                args.listen
-            )
-        })?;
-        let admin_listener = match args.admin {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} for --admin; pick another address")
-            })?),
-            None => None,
+/// What `serve` and `dev` run with, resolved from their flags before
+/// anything is bound or read: what `--print-config` prints.
+#[derive(Debug)]
+struct ServeConfig {
+    mode: Mode,
+    log_format: LogFormat,
+    routes_dir: PathBuf,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+    tls: Option<TlsFiles>,
+    trust_proxy: Vec<ipnet::IpNet>,
+    watch: bool,
+    shutdown_delay: Duration,
+    /// Serving threads; `None`: one per core.
+    threads: Option<NonZeroUsize>,
+    server: ServerOptions,
+    load: LoadArgs,
+}
+
+impl ServeConfig {
+    fn new(args: ServeArgs, mode: Mode, log_format: LogFormat) -> ServeConfig {
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
         };
-        let settings = args.load.settings()?;
-        let env_listed = settings.policy.env_allow.is_some();
-        let (engine, loader) = new_loader(&args.load, settings)?;
-        if mode == Mode::Serve && !args.dev && !env_listed {
-            tracing::warn!(
-                "every host variable is readable by every sidecar: `${{NAME}}` in any route's \
-                 [env] may read any variable of the server's environment or --env-file, \
-                 including credentials meant for other routes; list the ones sidecars may read \
-                 with --env-allow PATTERN (e.g. --env-allow 'WEATHER_*') or env_allow in --config"
-            );
-        }
-        let metrics = Arc::new(Metrics::new(loader.cache_stats()));
-        let admin = Arc::new(Admin::new(metrics.clone(), &args.routes_dir));
-        // Probes are answered while the first table loads (a cold cache
-        // can take seconds): alive, not ready.
-        let admin_addr = match admin_listener {
-            Some(listener) => {
-                let addr = listener.local_addr()?;
-                tokio::spawn(admin::serve(listener, admin.clone(), args.header_timeout));
-                Some(addr)
-            }
-            None => None,
-        };
-        let loader = Arc::new(loader);
-        let loaded = tokio::task::spawn_blocking({
-            let (loader, dir) = (loader.clone(), args.routes_dir.clone());
-            move || loader.load_dir(&dir, None)
-        })
-        .await?;
-        for error in &loaded.errors {
-            tracing::error!("{error}");
-        }
-        log_changes(&RouteTable::new([]).0, &loaded.table);
-        metrics.record_load(None, &loaded.table);
-        let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
-        let scheme = if certificate.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        // stdout may be closed (a supervisor that read the address and left):
-        // that must not stop the server, so print errors are ignored.
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "listening on {scheme}://{}", listener.local_addr()?);
-        if let Some(addr) = admin_addr {
-            let _ = writeln!(out, "admin on http://{addr}");
-        }
-        print_table(&args.routes_dir, &loaded);
-        log.serving();
-        let options = ServerOptions {
+        let server = ServerOptions {
             header_timeout: args.header_timeout,
             max_header_size: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
@@ -451,71 +441,280 @@ fn serve(args: ServeArgs, mode: Mode, log: &LogSink) -> anyhow::Result<ExitCode>
             max_instances: args.load.max_instances,
             dev: args.dev || mode == Mode::Dev,
         };
-        let LoadedRoutes { table, errors, .. } = loaded;
-        let mut state = ServerState::new(table, options)
-            .with_metrics(metrics)
-            .with_proxies(TrustedProxies::new(args.trust_proxy.clone()));
-        let _certificate_watch = match &certificate {
-            Some(certificate) => {
-                let acceptor = certificate.acceptor().context("cannot configure TLS")?;
-                state = state.with_tls(acceptor);
-                match certificate.watch() {
-                    Ok(watch) => Some(watch),
-                    Err(error) => {
-                        tracing::warn!(
-                            "cannot watch the TLS files ({error}); a renewed certificate \
-                             needs a restart"
-                        );
-                        None
-                    }
-                }
-            }
+        ServeConfig {
+            mode,
+            log_format,
+            routes_dir: args.routes_dir,
+            listen: args.listen,
+            admin: args.admin,
+            tls,
+            trust_proxy: args.trust_proxy,
+            watch: !args.no_watch,
+            shutdown_delay: args.shutdown_delay,
+            threads: args.threads,
+            server,
+            load: args.load,
+        }
+    }
+
+    /// The settings as one JSON object: durations in milliseconds, sizes
+    /// in bytes, paths as given.
+    fn to_json(&self) -> serde_json::Value {
+        let ms = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let path = |path: Option<&PathBuf>| path.map(|path| path.display().to_string());
+        let tls = self.tls.as_ref();
+        serde_json::json!({
+            "command": match self.mode { Mode::Serve => "serve", Mode::Dev => "dev" },
+            "log_format": match self.log_format { LogFormat::Pretty => "pretty", LogFormat::Json => "json" },
+            "routes_dir": self.routes_dir.display().to_string(),
+            "listen": self.listen.to_string(),
+            "admin": self.admin.map(|addr| addr.to_string()),
+            "tls_cert": path(tls.map(|tls| &tls.cert)),
+            "tls_key": path(tls.map(|tls| &tls.key)),
+            "trust_proxy": self.trust_proxy.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "watch": self.watch,
+            "dev": self.server.dev,
+            "shutdown_grace_ms": ms(self.server.shutdown_grace),
+            "shutdown_delay_ms": ms(self.shutdown_delay),
+            "header_timeout_ms": ms(self.server.header_timeout),
+            "max_header_size": self.server.max_header_size,
+            "max_connections": self.server.max_connections,
+            "threads": self.threads,
+            "cache_dir": path(self.load.cache_dir.as_ref()),
+            "config": path(self.load.config.as_ref()),
+            "env_file": path(self.load.env_file.as_ref()),
+            "env_allow": self.load.env_allow,
+            "max_instances": self.load.max_instances,
+            "max_instance_memory": self.load.max_instance_memory,
+            "max_wasm_size": self.load.max_wasm_size,
+            "max_sidecar_size": self.load.max_sidecar_size,
+        })
+    }
+}
+
+/// The sockets `serve` answers on.
+struct Listeners {
+    public: std::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &ServeConfig) -> anyhow::Result<Listeners> {
+        let public = std::net::TcpListener::bind(config.listen).with_context(|| {
+            format!(
+                "cannot listen on {}; pick another address with --listen",
+                config.listen
+            )
+        })?;
+        let admin = match config.admin {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for --admin; pick another address")
+            })?),
             None => None,
         };
-        let builds = (mode == Mode::Dev).then(|| discover_builds(&args.routes_dir));
-        if let Some(builds) = &builds {
-            state = state.with_builds(builds.clone());
+        Ok(Listeners { public, admin })
+    }
+}
+
+/// Serves, or with `--print-config` prints what it would serve with.
+fn serve_or_print(
+    args: ServeArgs,
+    mode: Mode,
+    log_format: LogFormat,
+    log: &LogSink,
+) -> anyhow::Result<ExitCode> {
+    let print = args.print_config;
+    let config = ServeConfig::new(args, mode, log_format);
+    if print {
+        let json = serde_json::to_string_pretty(&config.to_json())?;
+        let _ = writeln!(std::io::stdout(), "{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    serve(config, log)
+}
+
+fn serve(config: ServeConfig, log: &LogSink) -> anyhow::Result<ExitCode> {
+    // This runtime loads, reloads, builds, watches and answers the admin
+    // listener; requests are served on their own threads
+    // (`server::run_threads`), which never compile.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    check_routes_dir(&config.routes_dir)?;
+    let certificate = match &config.tls {
+        Some(files) => Some(Certificate::load(files.clone())?),
+        None => None,
+    };
+    runtime.block_on(run(config, certificate, log))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds, loads the first table, then serves it and watches for changes
+/// until the shutdown signal.
+async fn run(
+    config: ServeConfig,
+    certificate: Option<Arc<Certificate>>,
+    log: &LogSink,
+) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    let settings = config.load.settings()?;
+    warn_if_env_unlisted(&config, &settings);
+    let (engine, loader) = new_loader(&config.load, settings)?;
+    let metrics = Arc::new(Metrics::new(loader.cache_stats()));
+    let live = Arc::new(LiveRoutes::new(metrics));
+    let admin = Arc::new(Admin::new(live.clone(), &config.routes_dir));
+    // Probes are answered while the first table loads (a cold cache can
+    // take seconds): alive, not ready.
+    let admin_addr = match listeners.admin {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let header_timeout = config.server.header_timeout;
+            tokio::spawn(admin::serve(listener, admin.clone(), header_timeout));
+            Some(addr)
         }
-        let state = Arc::new(state);
-        admin.serving(state.clone());
-        let also = [&args.load.config, &args.load.env_file];
-        let also = also.into_iter().flatten().cloned().collect();
-        let reloader = Reloader::new(loader, args.routes_dir.clone(), also, state.clone());
-        let reloader = Arc::new(reloader.reported(&errors));
-        let _watch = if args.no_watch {
+        None => None,
+    };
+    let loader = Arc::new(loader);
+    let errors = first_load(&loader, &config.routes_dir, &live).await?;
+    let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // stdout may be closed (a supervisor that read the address and left):
+    // that must not stop the server, so print errors are ignored.
+    let mut out = std::io::stdout();
+    let public_addr = listeners.public.local_addr()?;
+    let _ = writeln!(out, "listening on {scheme}://{public_addr}");
+    if let Some(addr) = admin_addr {
+        let _ = writeln!(out, "admin on http://{addr}");
+    }
+    print_table(&config.routes_dir, &live.current());
+    log.serving();
+    let mut state = ServerState::new(live.clone(), config.server.clone())
+        .with_proxies(TrustedProxies::new(config.trust_proxy.clone()));
+    let _certificate_watch = match &certificate {
+        Some(certificate) => {
+            let acceptor = certificate.acceptor().context("cannot configure TLS")?;
+            state = state.with_tls(acceptor);
+            watch_certificate(certificate)
+        }
+        None => None,
+    };
+    let builds = (config.mode == Mode::Dev).then(|| discover_builds(&config.routes_dir));
+    if let Some(builds) = &builds {
+        state = state.with_builds(builds.clone());
+    }
+    admin.set_phase(Phase::Serving);
+    let settings_files = [&config.load.config, &config.load.env_file];
+    let settings_files = settings_files.into_iter().flatten().cloned().collect();
+    let reloader = Reloader::new(loader, config.routes_dir.clone(), settings_files, live);
+    let reloader = Arc::new(reloader.reported(&errors));
+    let _watchers = Watchers::start(&config, &reloader, builds)?;
+    let delay = config.shutdown_delay;
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Not ready first, so that load balancers stop sending; only then
+        // stop accepting.
+        admin.set_phase(Phase::Draining);
+        if !delay.is_zero() {
+            tracing::info!(
+                "shutdown signal: /readyz now 503; still accepting for {delay:?} \
+                 (--shutdown-delay)"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+    server::run_threads(listeners.public, Arc::new(state), threads, shutdown).await?;
+    Ok(())
+}
+
+/// `wedge serve` without an `--env-allow` list lets every sidecar read
+/// every host variable: said once, at start-up.
+fn warn_if_env_unlisted(config: &ServeConfig, settings: &SettingsSource) {
+    if config.mode == Mode::Serve && !config.server.dev && settings.policy.env_allow.is_none() {
+        tracing::warn!(
+            "every host variable is readable by every sidecar: `${{NAME}}` in any route's \
+             [env] may read any variable of the server's environment or --env-file, \
+             including credentials meant for other routes; list the ones sidecars may read \
+             with --env-allow PATTERN (e.g. --env-allow 'WEATHER_*') or env_allow in --config"
+        );
+    }
+}
+
+/// Loads `dir` off the runtime and publishes it; the load errors, which
+/// are logged.
+async fn first_load(
+    loader: &Arc<Loader>,
+    dir: &Path,
+    live: &LiveRoutes,
+) -> anyhow::Result<Vec<Arc<LoadError>>> {
+    let loaded = tokio::task::spawn_blocking({
+        let (loader, dir) = (loader.clone(), dir.to_owned());
+        move || loader.load_dir(&dir, None)
+    })
+    .await?;
+    for error in &loaded.errors {
+        tracing::error!("{error}");
+    }
+    live.publish(loaded.table);
+    Ok(loaded.errors)
+}
+
+/// Re-reads the certificate when its files change; without a watch, a
+/// renewed certificate needs a restart, which is said.
+fn watch_certificate(certificate: &Arc<Certificate>) -> Option<CertificateWatch> {
+    match certificate.watch() {
+        Ok(watch) => Some(watch),
+        Err(error) => {
+            tracing::warn!(
+                "cannot watch the TLS files ({error}); a renewed certificate needs a restart"
+            );
             None
-        } else {
+        }
+    }
+}
+
+/// The routes folder's watch and `wedge dev`'s builds; dropping it stops
+/// both.
+struct Watchers {
+    _routes: Option<RouteWatch>,
+    _builds: Option<DevWatch>,
+}
+
+impl Watchers {
+    fn start(
+        config: &ServeConfig,
+        reloader: &Arc<Reloader>,
+        builds: Option<Arc<Builds>>,
+    ) -> anyhow::Result<Watchers> {
+        let routes = if config.watch {
             let watch = reloader.clone().watch().with_context(|| {
                 format!(
                     "cannot watch {} for changes; pass --no-watch to serve without hot reload",
-                    args.routes_dir.display()
+                    config.routes_dir.display()
                 )
             })?;
             Some(watch)
+        } else {
+            None
         };
-        let _builds = match builds {
-            Some(builds) => Some(builds.start(reloader, !args.no_watch).context(
+        let builds = match builds {
+            Some(builds) => Some(builds.start(reloader.clone(), config.watch).context(
                 "cannot watch the build sources; pass --no-watch to build once at start",
             )?),
             None => None,
         };
-        let delay = args.shutdown_delay;
-        let shutdown = async move {
-            shutdown_signal().await;
-            // Not ready first, so that load balancers stop sending; only
-            // then stop accepting.
-            admin.set_phase(Phase::Draining);
-            if !delay.is_zero() {
-                tracing::info!(
-                    "shutdown signal: /readyz now 503; still accepting for {delay:?} \
-                     (--shutdown-delay)"
-                );
-                tokio::time::sleep(delay).await;
-            }
-        };
-        server::run_threads(listener, state, threads, shutdown).await?;
-        Ok(ExitCode::SUCCESS)
-    })
+        Ok(Watchers {
+            _routes: routes,
+            _builds: builds,
+        })
+    }
 }
 
 /// Every route's `[build]` under `dir`; what is wrong with any is logged.
@@ -532,7 +731,7 @@ fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     check_routes_dir(&args.routes_dir)?;
     let (_engine, loader) = new_loader(&args.load, args.load.settings()?)?;
     let loaded = loader.load_dir(&args.routes_dir, None);
-    print_table(&args.routes_dir, &loaded);
+    print_table(&args.routes_dir, &loaded.table);
     for error in &loaded.errors {
         eprintln!("error: {error}");
     }
@@ -548,8 +747,8 @@ fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One line per route: pattern, file, and whether it loaded.
-fn print_table(dir: &Path, loaded: &LoadedRoutes) {
-    let routes = loaded.table.routes();
+fn print_table(dir: &Path, table: &RouteTable<LoadedRoute>) {
+    let routes = table.routes();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "routes ({}):", routes.len());
     let width = routes.iter().map(|r| r.value.name.len()).max().unwrap_or(0);
@@ -595,15 +794,89 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::{DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE};
+
+    fn serve_config(args: &[&str]) -> ServeConfig {
+        let cli = Cli::try_parse_from(args).expect("valid arguments");
+        match cli.command {
+            Command::Serve(args) => ServeConfig::new(args, Mode::Serve, cli.log_format),
+            Command::Dev(args) => ServeConfig::new(args, Mode::Dev, cli.log_format),
+            Command::Routes(_) => panic!("parsed as `routes`"),
+        }
+    }
 
     #[test]
-    fn file_size_flags_default_to_the_named_constants() {
-        let cli = Cli::try_parse_from(["wedge", "routes"]).expect("valid arguments");
-        let Command::Routes(args) = cli.command else {
-            panic!("parsed as another command");
-        };
-        assert_eq!(args.load.max_wasm_size, DEFAULT_MAX_WASM_SIZE);
-        assert_eq!(args.load.max_sidecar_size, DEFAULT_MAX_SIDECAR_SIZE);
+    fn flags_default_to_the_named_constants() {
+        let config = serve_config(&["wedge", "serve"]);
+        let defaults = ServerOptions::default();
+        let server = &config.server;
+        assert_eq!(server.header_timeout, defaults.header_timeout);
+        assert_eq!(server.max_header_size, defaults.max_header_size);
+        assert_eq!(server.max_connections, defaults.max_connections);
+        assert_eq!(server.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(server.max_instances, defaults.max_instances);
+        assert_eq!(config.shutdown_delay, DEFAULT_SHUTDOWN_DELAY);
+        assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(config.routes_dir, Path::new(DEFAULT_ROUTES_DIR));
+        let load = &config.load;
+        assert_eq!(load.max_instances, DEFAULT_MAX_INSTANCES);
+        assert_eq!(load.max_instance_memory, DEFAULT_MAX_INSTANCE_MEMORY);
+        assert_eq!(load.max_wasm_size, DEFAULT_MAX_WASM_SIZE);
+        assert_eq!(load.max_sidecar_size, DEFAULT_MAX_SIDECAR_SIZE);
+    }
+
+    #[test]
+    fn sizes_print_as_flags_take_them() {
+        for (bytes, text) in [
+            (64 << 10, "64KiB"),
+            (256 << 20, "256MiB"),
+            (1 << 20, "1MiB"),
+            (2 << 30, "2GiB"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(size_text(bytes), text);
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn print_config_shows_what_the_flags_resolve_to() {
+        let config = serve_config(&[
+            "wedge",
+            "--log-format",
+            "json",
+            "dev",
+            "/srv/routes",
+            "--listen=0.0.0.0:8080",
+            "--admin",
+            "0.0.0.0:9090",
+            "--no-watch",
+            "--shutdown-grace",
+            "25s",
+            "--max-instance-memory",
+            "64MiB",
+            "--env-allow",
+            "API_*",
+            "--trust-proxy",
+            "10.0.0.0/8,192.168.0.1",
+        ]);
+        let json = config.to_json();
+        assert_eq!(json["command"], "dev");
+        assert_eq!(json["log_format"], "json");
+        assert_eq!(json["routes_dir"], "/srv/routes");
+        assert_eq!(json["listen"], "0.0.0.0:8080");
+        assert_eq!(json["admin"], "0.0.0.0:9090");
+        assert_eq!(json["watch"], false);
+        assert_eq!(json["dev"], true, "wedge dev serves dev error pages");
+        assert_eq!(json["shutdown_grace_ms"], 25_000);
+        assert_eq!(json["shutdown_delay_ms"], 0);
+        assert_eq!(json["max_instance_memory"], 64 << 20);
+        assert_eq!(json["env_allow"], serde_json::json!(["API_*"]));
+        assert_eq!(
+            json["trust_proxy"],
+            serde_json::json!(["10.0.0.0/8", "192.168.0.1/32"])
+        );
+        assert_eq!(json["cache_dir"], serde_json::Value::Null);
+        assert_eq!(json["threads"], serde_json::Value::Null);
     }
 }

@@ -5,48 +5,36 @@
 //! turn `app/api/users/[id]/route.js` into `/api/users/42`: every request runs
 //! in a fresh sandboxed instance.
 //!
-//! Data flows one way: [`cli`] → [`loader`] (find, compile through the
-//! [`cache`], link) → [`routing`] (the route table) → [`server`] (hyper) →
-//! [`sandbox`] (store, WASI, wasi:http) → guest. The [`reload`] watcher
-//! only ever builds a new table and swaps it in; in `wedge dev`, [`dev`]
-//! rebuilds routes from source and lets the watcher pick them up.
+//! The binary is [`cli::main`]; the rest of the crate is private to it,
+//! except the sidecar format ([`settings`]) and the admin listener's
+//! connection cap, which the end-to-end tests read.
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use wedge::{engine, loader::Loader, sandbox, server};
-//!
-//! # async fn run() -> anyhow::Result<()> {
-//! let engine = engine::new_engine(engine::EngineOptions::default())?;
-//! let _ticker = engine::EpochTicker::start(&engine)?;
-//! let settings = wedge::loader::SettingsSource {
-//!     max_memory: engine::DEFAULT_MAX_INSTANCE_MEMORY,
-//!     ..Default::default()
-//! };
-//! let loader = Loader::new(engine.clone(), sandbox::new_linker(&engine)?, None, settings);
-//! let loaded = loader.load_dir("routes".as_ref(), None);
-//! for error in &loaded.errors {
-//!     eprintln!("{error}");
-//! }
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! let state = Arc::new(server::ServerState::new(loaded.table, Default::default()));
-//! server::run(listener, state, std::future::pending()).await?;
-//! # Ok(())
-//! # }
-//! ```
+//! Modules depend one way: `cli` → {`server`, `reload`, `dev`, `admin`};
+//! `dev` → `reload` → `loader` (find, compile through the `cache`, link)
+//! → `routing`; `server` → `sandbox` (store, WASI, wasi:http) → guest.
+//! The table being served is a `live::LiveRoutes`, held by the server
+//! (which reads it per request), the reloader (which publishes new ones)
+//! and the admin listener (which shows it). `wedge dev`'s builds reach the
+//! request path only through the server's `BuildWait` trait.
 
 #![deny(missing_docs)]
 
-pub mod admin;
-pub mod cache;
+mod admin;
+mod cache;
 pub mod cli;
-pub mod dev;
-pub mod engine;
+mod dev;
+mod engine;
 mod guest_log;
-pub mod loader;
-pub mod metrics;
-pub mod outbound;
-pub mod reload;
-pub mod routing;
-pub mod sandbox;
-pub mod server;
+mod live;
+mod loader;
+mod metrics;
+mod outbound;
+mod reload;
+mod routing;
+mod sandbox;
+mod server;
 pub mod settings;
+#[cfg(test)]
+mod testing;
+
+pub use admin::ADMIN_MAX_CONNECTIONS;

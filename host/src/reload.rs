@@ -21,9 +21,8 @@ use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::Notify;
 
-use crate::loader::{LoadError, LoadedRoute, Loader, SETTLE, same_error};
-use crate::routing::RouteTable;
-use crate::server::ServerState;
+use crate::live::LiveRoutes;
+use crate::loader::{LoadError, Loader, SETTLE};
 
 /// Quiet time after the last event before a rescan. Short, because a
 /// half-written file never replaces a working version (an emptied one is
@@ -35,9 +34,10 @@ pub const DEBOUNCE: Duration = Duration::from_millis(10);
 pub struct Reloader {
     loader: Arc<Loader>,
     dir: PathBuf,
-    /// Files outside the folder whose changes reload too (config, env file).
-    also: Vec<PathBuf>,
-    state: Arc<ServerState>,
+    /// Files outside the folder that settings are read from (`--config`,
+    /// `--env-file`): their changes reload too.
+    settings_files: Vec<PathBuf>,
+    live: Arc<LiveRoutes>,
     /// One reload at a time (two at once could swap in the older scan
     /// last), and the errors the last one reported, which are not logged
     /// again while they stay the same.
@@ -45,19 +45,19 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Reloads `state`'s routes from `dir` through `loader`, also when one
-    /// of the files in `also` changes.
+    /// Publishes to `live` the routes `loader` loads from `dir`, also when
+    /// one of `settings_files` changes.
     pub fn new(
         loader: Arc<Loader>,
         dir: PathBuf,
-        also: Vec<PathBuf>,
-        state: Arc<ServerState>,
+        settings_files: Vec<PathBuf>,
+        live: Arc<LiveRoutes>,
     ) -> Reloader {
         Reloader {
             loader,
             dir,
-            also,
-            state,
+            settings_files,
+            live,
             reloading: tokio::sync::Mutex::new(BTreeSet::new()),
         }
     }
@@ -79,11 +79,10 @@ impl Reloader {
         loop {
             tracing::debug!(dir = %self.dir.display(), "rescanning");
             let started = std::time::Instant::now();
-            let previous = self.state.routes();
+            let previous = self.live.current();
             let loader = self.loader.clone();
             let dir = self.dir.clone();
-            let old = previous.clone();
-            let load = move || loader.load_dir(&dir, Some(&old));
+            let load = move || loader.load_dir(&dir, Some(&previous));
             let loaded = match tokio::task::spawn_blocking(load).await {
                 Ok(loaded) => loaded,
                 Err(error) => {
@@ -101,12 +100,7 @@ impl Reloader {
                 tracing::error!("{error}");
             }
             *reported = errors;
-            if log_changes(&previous, &loaded.table) {
-                self.state
-                    .metrics()
-                    .record_load(Some(&previous), &loaded.table);
-                self.state.swap_routes(loaded.table);
-            }
+            self.live.publish(loaded.table);
             if loaded.unsettled.is_empty() {
                 return;
             }
@@ -136,7 +130,7 @@ impl Reloader {
             }
         })?;
         debouncer.watch(&self.dir, RecursiveMode::Recursive)?;
-        for file in &self.also {
+        for file in &self.settings_files {
             // Its folder, not the file: editors and secret managers replace
             // files by renaming a new one over them.
             let folder = match file.parent() {
@@ -184,56 +178,90 @@ impl Drop for RouteWatch {
     }
 }
 
-/// Whether two loads of the same content are the same version: the same
-/// settings (by identity: unchanged settings are carried over) or the same
-/// failure (by its message: a sidecar that fails again fails anew).
-fn same_state(old: &LoadedRoute, new: &LoadedRoute) -> bool {
-    match (&old.state, &new.state) {
-        (Ok(old), Ok(new)) => Arc::ptr_eq(&old.settings, &new.settings),
-        (Err(old), Err(new)) => same_error(Some(old), Some(new)),
-        _ => false,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::LoadedRoute;
+    use crate::metrics::Metrics;
+    use crate::routing::RouteTable;
+    use crate::testing::{component, loader};
 
-/// Logs every route added, updated or removed; whether anything changed.
-pub(crate) fn log_changes(
-    previous: &RouteTable<LoadedRoute>,
-    next: &RouteTable<LoadedRoute>,
-) -> bool {
-    let mut changed = false;
-    for route in next.routes() {
-        let new = &route.value;
-        let file = route.file.display();
-        match previous.by_file(&route.file) {
-            Some(old) if old.value.hash == new.hash && old.pattern == route.pattern => {
-                if same_state(&old.value, new) {
-                    // A new failure beside a working version (or its end)
-                    // is logged where it happens; `/routes` shows it.
-                    let (old, new) = (old.value.last_error.as_ref(), new.last_error.as_ref());
-                    changed |= !same_error(old, new);
-                    continue;
-                }
-                tracing::info!(route = %new.name, %file, "route settings updated");
-            }
-            Some(old) => tracing::info!(
-                route = %new.name,
-                %file,
-                "route updated: {} -> {} ({})",
-                old.value.short_hash(),
-                new.short_hash(),
-                new.origin
-            ),
-            None => {
-                tracing::info!(route = %new.name, %file, "route added: {} ({})", new.short_hash(), new.origin)
-            }
-        }
-        changed = true;
+    /// A reloader of a fresh folder into fresh live routes.
+    fn reloader() -> (tempfile::TempDir, Arc<LiveRoutes>, Reloader) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let live = Arc::new(LiveRoutes::new(Arc::new(Metrics::new(&Default::default()))));
+        let reloader = Reloader::new(
+            Arc::new(loader()),
+            dir.path().to_owned(),
+            Vec::new(),
+            live.clone(),
+        );
+        (dir, live, reloader)
     }
-    for route in previous.routes() {
-        if next.by_file(&route.file).is_none() {
-            tracing::info!(route = %route.value.name, file = %route.file.display(), "route removed");
-            changed = true;
-        }
+
+    /// Each route of `table`: its pattern, whether it serves, and whether
+    /// its last load failed.
+    fn summary(table: &RouteTable<LoadedRoute>) -> Vec<(String, bool, bool)> {
+        table
+            .routes()
+            .iter()
+            .map(|route| {
+                let value = &route.value;
+                let serving = value.state.is_ok();
+                (value.name.to_string(), serving, value.last_error.is_some())
+            })
+            .collect()
     }
-    changed
+
+    #[tokio::test]
+    async fn a_reload_publishes_additions_updates_and_removals() {
+        let (dir, live, reloader) = reloader();
+        std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();
+        reloader.reload().await;
+        assert!(live.is_loaded());
+        let first = live.current();
+        assert_eq!(summary(&first), [("/a".into(), true, false)]);
+
+        std::fs::write(dir.path().join("b.wasm"), component(1)).unwrap();
+        std::fs::write(dir.path().join("a.wasm"), component(2)).unwrap();
+        reloader.reload().await;
+        let second = live.current();
+        assert_eq!(
+            summary(&second),
+            [("/a".into(), true, false), ("/b".into(), true, false)]
+        );
+        let hash = |table: &RouteTable<LoadedRoute>| table.routes()[0].value.hash.clone();
+        assert_ne!(hash(&first), hash(&second), "a.wasm's new version serves");
+
+        std::fs::remove_file(dir.path().join("b.wasm")).unwrap();
+        reloader.reload().await;
+        assert_eq!(summary(&live.current()), [("/a".into(), true, false)]);
+    }
+
+    #[tokio::test]
+    async fn a_broken_version_never_replaces_a_working_one() {
+        let (dir, live, reloader) = reloader();
+        std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();
+        reloader.reload().await;
+        let working = live.current().routes()[0].value.hash.clone();
+
+        std::fs::write(dir.path().join("a.wasm"), b"not a component").unwrap();
+        reloader.reload().await;
+        let table = live.current();
+        assert_eq!(summary(&table), [("/a".into(), true, true)]);
+        assert_eq!(table.routes()[0].value.hash, working);
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_folder_publishes_nothing_new() {
+        let (dir, live, reloader) = reloader();
+        std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();
+        reloader.reload().await;
+        let before = live.current();
+        reloader.reload().await;
+        assert!(
+            Arc::ptr_eq(&before, &live.current()),
+            "the same table still serves"
+        );
+    }
 }

@@ -38,6 +38,7 @@ mod build;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,11 +47,10 @@ use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::{Notify, Semaphore, watch};
 
-pub use build::BuildFailure;
-
 use crate::loader::{LoadError, route_files};
 use crate::reload::{Reloader, is_a_read};
 use crate::routing::{Route, RoutePattern, RouteTable};
+use crate::server::{BuildFailed, BuildWait};
 use crate::settings::{SettingsError, SettingsLayer};
 
 /// Quiet time after the last source change before a build starts: editors
@@ -96,24 +96,14 @@ struct BuildStatus {
     queued: bool,
     /// A build is running.
     running: bool,
-    /// The last build failed (and no build has succeeded since).
-    failure: Option<Arc<BuildFailure>>,
+    /// Why the last build failed (and no build has succeeded since).
+    failure: Option<Arc<str>>,
 }
 
 impl BuildStatus {
     fn settled(&self) -> bool {
         !self.queued && !self.running
     }
-}
-
-/// What a request learns from the build of its route.
-pub struct BuildReport {
-    /// The route's `.wasm`.
-    pub target: PathBuf,
-    /// The route's pattern.
-    pub route: Arc<str>,
-    /// Why its last build failed.
-    pub failure: Arc<BuildFailure>,
 }
 
 impl Builds {
@@ -157,11 +147,6 @@ impl Builds {
     /// How many routes build.
     pub fn len(&self) -> usize {
         self.table.routes().len()
-    }
-
-    /// Whether no route builds.
-    pub fn is_empty(&self) -> bool {
-        self.table.routes().is_empty()
     }
 
     /// Builds every route now, then on every change its `watch` globs
@@ -250,7 +235,7 @@ impl Builds {
 
     /// Waits while the build of the route serving `path` is running or
     /// queued; then its last failure, if its last build failed.
-    pub async fn settle(&self, path: &str) -> Option<BuildReport> {
+    pub async fn settle(&self, path: &str) -> Option<BuildFailed> {
         let found = self.table.lookup(path)?;
         let build = &found.route.value;
         let mut status = build.status.subscribe();
@@ -261,12 +246,21 @@ impl Builds {
                 "its build is still running after {BUILD_WAIT:?}; answering with the version on disk"
             );
         }
-        let failure = build.status.borrow().failure.clone()?;
-        Some(BuildReport {
+        let output = build.status.borrow().failure.clone()?;
+        Some(BuildFailed {
             target: build.target.clone(),
             route: build.name.clone(),
-            failure,
+            output,
         })
+    }
+}
+
+impl BuildWait for Builds {
+    fn settle<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<BuildFailed>> + Send + 'a>> {
+        Box::pin(Builds::settle(self, path))
     }
 }
 
@@ -370,7 +364,7 @@ impl RouteBuild {
                         reloader.reload().await;
                         None
                     }
-                    Err(failure) => Some(Arc::new(failure)),
+                    Err(failure) => Some(Arc::from(failure.output)),
                 };
                 self.status.send_modify(|status| {
                     status.running = false;

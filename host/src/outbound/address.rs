@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::host::{HostPattern, OutboundHost};
+use super::entry::{HostPattern, OutboundHost};
 
 /// The kind of network an address belongs to, as far as the SSRF guard cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //!
 //! Matching the URI is not enough: a listed name could resolve to an internal
 //! address. [`send_request`] resolves the host itself and connects only to
-//! addresses [`address_allowed`] accepts (the SSRF guard): never link-local
+//! addresses [`address::address_allowed`] accepts (the SSRF guard): never link-local
 //! or a cloud metadata address, and loopback or private only when the entry
 //! is that IP literal (or `localhost`, for loopback). Redirects are never
 //! followed by the host; the guest sees them and may make a new request,
@@ -17,35 +17,19 @@
 //!
 //! A route holds at most `max_outbound_connections` connections open at once
 //! ([`ConnectionCap`], default [`DEFAULT_MAX_OUTBOUND_CONNECTIONS`]), and the
-//! server runs at most [`MAX_DNS_LOOKUPS`] lookups at once; a request over
+//! server runs at most [`limits::MAX_DNS_LOOKUPS`] lookups at once; a request over
 //! either waits, until its connect deadline.
-//!
-//! ```
-//! use wedge::outbound::AllowList;
-//!
-//! let allow = AllowList::parse(&[
-//!     "https://api.example.com".to_owned(),
-//!     "http://localhost:*".to_owned(),
-//! ])?;
-//! let uri: http::Uri = "https://API.example.com/v1/users".parse()?;
-//! assert_eq!(allow.allows(&uri).map(ToString::to_string).as_deref(), Some("https://api.example.com:443"));
-//! assert!(allow.allows(&"http://api.example.com/".parse()?).is_none());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 mod address;
-mod host;
+mod entry;
 mod limits;
 mod send;
 
-pub use address::{AddressClass, address_allowed, classify};
-pub use host::{
-    HostPattern, InvalidOutboundHost, InvalidReason, OutboundHost, OutboundScheme, PortPattern,
-};
-pub use limits::{ConnectionCap, DEFAULT_MAX_OUTBOUND_CONNECTIONS, MAX_DNS_LOOKUPS};
+pub use entry::{InvalidOutboundHost, OutboundHost};
+pub use limits::{ConnectionCap, DEFAULT_MAX_OUTBOUND_CONNECTIONS};
 pub use send::send_request;
 
-use host::RequestTarget;
+use entry::RequestTarget;
 
 /// A route's `allowed_outbound_hosts`. Empty (the default) allows nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +70,22 @@ impl AllowList {
 
 #[cfg(test)]
 mod tests {
+    use super::entry::InvalidReason;
     use super::*;
+
+    #[test]
+    fn a_uri_is_allowed_by_the_entry_it_matches_literally() {
+        let allow = AllowList::parse(&[
+            "https://api.example.com".to_owned(),
+            "http://localhost:*".to_owned(),
+        ])
+        .unwrap();
+        let uri: http::Uri = "https://API.example.com/v1/users".parse().unwrap();
+        let entry = allow.allows(&uri).map(ToString::to_string);
+        assert_eq!(entry.as_deref(), Some("https://api.example.com:443"));
+        let plain: http::Uri = "http://api.example.com/".parse().unwrap();
+        assert!(allow.allows(&plain).is_none());
+    }
 
     fn allow(entries: &[&str]) -> AllowList {
         let entries: Vec<String> = entries.iter().map(|e| (*e).to_owned()).collect();

@@ -23,7 +23,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use super::AllowList;
 use super::address::{address_allowed, classify};
-use super::host::{OutboundHost, OutboundScheme, RequestTarget, TargetError, TargetHost};
+use super::entry::{OutboundHost, OutboundScheme, RequestTarget, TargetError, TargetHost};
 use super::limits::{ConnectionCap, lookup};
 
 /// A connected stream, plain TCP or TLS over it.

@@ -7,23 +7,6 @@
 //! | `api/users/[id].wasm` | `/api/users/42` (`id=42`) |
 //! | `blog/[...slug].wasm` | `/blog/a`, `/blog/a/b` |
 //! | `docs/[[...slug]].wasm` | `/docs`, `/docs/a/b` |
-//!
-//! ```
-//! use std::path::Path;
-//! use wedge::routing::{Route, RoutePattern, RouteTable};
-//!
-//! let route = |file: &str| Route {
-//!     pattern: RoutePattern::from_file_path(Path::new(file)).unwrap().unwrap(),
-//!     file: file.into(),
-//!     value: (),
-//! };
-//! let (table, conflicts) = RouteTable::new([route("api/users/[id].wasm"), route("api/users/me.wasm")]);
-//! assert!(conflicts.is_empty());
-//! let found = table.lookup("/api/users/42").unwrap();
-//! assert_eq!(found.route.pattern.to_string(), "/api/users/[id]");
-//! assert_eq!(found.params, [("id", "42".to_string())]);
-//! assert_eq!(table.lookup("/api/users/me").unwrap().params, []);
-//! ```
 
 mod pattern;
 mod table;
@@ -31,7 +14,7 @@ mod table;
 use std::path::PathBuf;
 
 pub use pattern::{RoutePattern, Segment};
-pub use table::{Route, RouteMatch, RouteTable};
+pub use table::{Route, RouteTable};
 
 /// Why a file's path is not a valid route pattern.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

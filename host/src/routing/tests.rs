@@ -217,3 +217,21 @@ fn same_param_name_at_one_level_is_not_a_conflict() {
     assert_eq!(resolve(&table, "/u/1/posts").unwrap().1, "id=1");
     assert_eq!(resolve(&table, "/u").unwrap().0, "u/[[...opt]].wasm");
 }
+
+#[test]
+fn a_table_routes_a_path_to_its_file_with_its_params() {
+    let route = |file: &str| Route {
+        pattern: RoutePattern::from_file_path(Path::new(file))
+            .unwrap()
+            .unwrap(),
+        file: file.into(),
+        value: (),
+    };
+    let (table, conflicts) =
+        RouteTable::new([route("api/users/[id].wasm"), route("api/users/me.wasm")]);
+    assert!(conflicts.is_empty());
+    let found = table.lookup("/api/users/42").unwrap();
+    assert_eq!(found.route.pattern.to_string(), "/api/users/[id]");
+    assert_eq!(found.params, [("id", "42".to_string())]);
+    assert_eq!(table.lookup("/api/users/me").unwrap().params, []);
+}

@@ -41,8 +41,10 @@ pub const OUTGOING_BODY_CHUNK: usize = 32 * 1024;
 pub const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
 
 /// The largest host-side resource: a full `fields`, or an unsent outgoing
-/// body's buffered chunks. It gives the per-instance bound above.
-pub const MAX_RESOURCE_BYTES: usize = {
+/// body's buffered chunks. It gives the per-instance bound above (the
+/// figure the docs give; its test checks it).
+#[cfg(test)]
+const MAX_RESOURCE_BYTES: usize = {
     let body = (OUTGOING_BODY_BUFFER_CHUNKS + 1) * OUTGOING_BODY_CHUNK;
     if body > MAX_FIELDS_BYTES {
         body

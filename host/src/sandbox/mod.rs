@@ -37,7 +37,7 @@ use limits::{
     GuestLimits, MAX_FIELDS_BYTES, MAX_RESOURCES, OUTGOING_BODY_BUFFER_CHUNKS, OUTGOING_BODY_CHUNK,
 };
 
-pub use body::{LINGER_BYTES, LINGER_TIME, linger};
+pub use body::linger;
 pub use run::handle;
 pub use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 

@@ -18,9 +18,11 @@ use super::methods::{MethodDecision, decide};
 use super::page::dev_page;
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use super::request_id::X_REQUEST_ID;
-use crate::dev::BuildFailure;
-use crate::loader::LoadError;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::loader::{LoadError, Ready};
 use crate::sandbox::{self, GuestError, RunStats};
+use crate::settings::RouteSettings;
 
 /// Why a request got no answer from a guest.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +62,7 @@ pub enum DispatchError {
         /// The route's pattern.
         route: Arc<str>,
         /// The build's error and output.
-        failure: Arc<BuildFailure>,
+        failure: Arc<str>,
     },
     /// The guest trapped, or answered with no response.
     #[error("route {route}: {error}")]
@@ -217,7 +219,7 @@ pub async fn dispatch(
     response.headers_mut().insert(X_REQUEST_ID, id_value);
     let length = declared_length(response.headers());
     let exchange = Exchange {
-        metrics: state.metrics.clone(),
+        metrics: state.routes.metrics().clone(),
         id,
         client,
         method,
@@ -240,7 +242,9 @@ async fn answer(
     let wants_html = accepts_html(request.headers());
     let (route, response) = match route(state, request, client, stats).await {
         Ok(answer) => answer,
-        Err((route, error)) => (route, error.into_response(state.options.dev, wants_html)),
+        Err(Refused { route, error }) => {
+            (route, error.into_response(state.options.dev, wants_html))
+        }
     };
     let response = if head {
         without_body(response)
@@ -252,12 +256,26 @@ async fn answer(
 
 type Answer = (Option<Arc<str>>, Response<HyperOutgoingBody>);
 
+/// A request no guest answers: why, and the route it was for, if it found
+/// one.
+struct Refused {
+    route: Option<Arc<str>>,
+    error: DispatchError,
+}
+
+impl Refused {
+    /// Refused before any route was found.
+    fn unrouted(error: DispatchError) -> Refused {
+        Refused { route: None, error }
+    }
+}
+
 async fn route(
     state: &ServerState,
-    mut request: hyper::Request<Incoming>,
+    request: hyper::Request<Incoming>,
     client: &str,
     stats: &Arc<RunStats>,
-) -> Result<Answer, (Option<Arc<str>>, DispatchError)> {
+) -> Result<Answer, Refused> {
     if let Some(location) = trailing_slash_redirect(request.uri()) {
         let mut response = text_response(StatusCode::PERMANENT_REDIRECT, "");
         let location = HeaderValue::try_from(location)
@@ -266,14 +284,14 @@ async fn route(
         return Ok((None, response));
     }
     if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
-        return Err((None, DispatchError::MissingHost));
+        return Err(Refused::unrouted(DispatchError::MissingHost));
     }
     // In `wedge dev`, a route being rebuilt answers once its build ends.
     let build = match &state.builds {
         Some(builds) => builds.settle(request.uri().path()).await,
         None => None,
     };
-    let table = state.routes();
+    let table = state.routes.current();
     let found = table.lookup(request.uri().path());
     // A failed build answers for its route: where the table serves the
     // path from the file it builds, or nothing serves the path yet (never
@@ -285,26 +303,65 @@ async fn route(
     {
         let error = DispatchError::BuildFailed {
             route: build.route.clone(),
-            failure: build.failure,
+            failure: build.output,
         };
-        return Err((Some(build.route), error));
+        return Err(Refused {
+            route: Some(build.route),
+            error,
+        });
     }
     let Some(found) = found else {
-        return Err((None, DispatchError::NotFound));
+        return Err(Refused::unrouted(DispatchError::NotFound));
     };
     let loaded = &found.route.value;
-    let route = loaded.name.clone();
-    let fail = |error| Err((Some(route.clone()), error));
-    let ready = match &loaded.state {
-        Ok(ready) => ready,
-        Err(error) => {
-            return fail(DispatchError::RouteFailedToLoad {
-                route: route.clone(),
-                error: error.clone(),
-            });
-        }
+    let name = loaded.name.clone();
+    let refused = |error| Refused {
+        route: Some(name.clone()),
+        error,
     };
+    let ready = loaded.state.as_ref().map_err(|error| {
+        refused(DispatchError::RouteFailedToLoad {
+            route: name.clone(),
+            error: error.clone(),
+        })
+    })?;
     let settings = &ready.settings;
+    let mut request = match precheck(settings, request).map_err(refused)? {
+        Precheck::Run(request) => request,
+        Precheck::Answered(response) => return Ok((Some(name), response)),
+    };
+    let (instance, route_slot) = take_slots(state, ready).map_err(refused)?;
+    set_boundary_headers(request.headers_mut(), &name, &found.params, client);
+    let slots = (
+        instance,
+        route_slot,
+        state.routes.metrics().instance_started(),
+    );
+    let scheme = state.scheme();
+    match sandbox::handle(&ready.pre, &name, settings, slots, stats, scheme, request).await {
+        Ok(response) => Ok((Some(name), response)),
+        Err(error) => Err(refused(DispatchError::Guest {
+            route: name.clone(),
+            error,
+        })),
+    }
+}
+
+/// What [`precheck`] leaves to do.
+enum Precheck {
+    /// The host answered (an `OPTIONS` for a route that lists methods).
+    Answered(Response<HyperOutgoingBody>),
+    /// The guest answers this request.
+    Run(hyper::Request<Incoming>),
+}
+
+/// What the route's settings decide before any guest runs: a method it
+/// does not list, a `HEAD` it serves as `GET`, an `OPTIONS` the host
+/// answers, a declared body over its `max_body`.
+fn precheck(
+    settings: &RouteSettings,
+    mut request: hyper::Request<Incoming>,
+) -> Result<Precheck, DispatchError> {
     match decide(settings.methods.as_deref(), request.method()) {
         MethodDecision::Pass => {}
         MethodDecision::HeadAsGet => *request.method_mut() = Method::GET,
@@ -313,9 +370,9 @@ async fn route(
             response
                 .headers_mut()
                 .insert(header::ALLOW, header_value(allow));
-            return Ok((Some(route), response));
+            return Ok(Precheck::Answered(response));
         }
-        MethodDecision::NotAllowed(allow) => return fail(DispatchError::MethodNotAllowed(allow)),
+        MethodDecision::NotAllowed(allow) => return Err(DispatchError::MethodNotAllowed(allow)),
     }
     if let Some(declared) = declared_length(request.headers())
         && declared > settings.max_body
@@ -326,29 +383,33 @@ async fn route(
         if !expects_continue(request.headers()) {
             sandbox::linger(request.into_body());
         }
-        return fail(DispatchError::BodyTooLarge { declared, limit });
+        return Err(DispatchError::BodyTooLarge { declared, limit });
     }
-    // Slots are taken without waiting: a full server answers 503 at once.
-    let Ok(instance) = state.instances.clone().try_acquire_owned() else {
-        return fail(DispatchError::Busy);
-    };
+    Ok(Precheck::Run(request))
+}
+
+/// An instance slot of the server, and one of the route's if it sets
+/// `max_concurrency`, taken without waiting: a full server answers 503 at
+/// once.
+fn take_slots(
+    state: &ServerState,
+    ready: &Ready,
+) -> Result<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>), DispatchError> {
+    let instance = state
+        .instances
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| DispatchError::Busy)?;
     let route_slot = match &ready.slots {
-        Some(slots) => match slots.clone().try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) => return fail(DispatchError::Busy),
-        },
+        Some(slots) => Some(
+            slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| DispatchError::Busy)?,
+        ),
         None => None,
     };
-    set_boundary_headers(request.headers_mut(), &route, &found.params, client);
-    let slots = (instance, route_slot, state.metrics.instance_started());
-    let scheme = state.scheme();
-    match sandbox::handle(&ready.pre, &route, settings, slots, stats, scheme, request).await {
-        Ok(response) => Ok((Some(route), response)),
-        Err(error) => fail(DispatchError::Guest {
-            route: route.clone(),
-            error,
-        }),
-    }
+    Ok((instance, route_slot))
 }
 
 /// A `HEAD` answer: the headers, no body (HTTP/2 refuses data on a `HEAD`

@@ -18,23 +18,19 @@ use request_id::RequestIds;
 pub use proxy::{TrustedProxies, parse_range};
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::dev::Builds;
-use crate::loader::LoadedRoute;
-use crate::metrics::Metrics;
-use crate::routing::RouteTable;
+use crate::live::LiveRoutes;
 use crate::sandbox::Scheme;
-
-pub use dispatch::DispatchError;
 
 /// How long a client may take from connecting (TLS handshake included) to
 /// a complete request head, and how long a connection with no request in
@@ -87,10 +83,32 @@ impl Default for ServerOptions {
     }
 }
 
+/// Builds that requests wait for: `wedge dev` rebuilds routes from source,
+/// and a request to a route being rebuilt answers once its build ends.
+pub trait BuildWait: Send + Sync {
+    /// Waits while the build of the route serving `path` is running or
+    /// queued; then why its last build failed, if it did.
+    fn settle<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<BuildFailed>> + Send + 'a>>;
+}
+
+/// A route whose last build failed (its working version, if any, is still
+/// on disk).
+pub struct BuildFailed {
+    /// The route's `.wasm`, which a successful build replaces.
+    pub target: PathBuf,
+    /// The route's pattern.
+    pub route: Arc<str>,
+    /// Why: the error, then what the build command printed.
+    pub output: Arc<str>,
+}
+
 /// What every connection shares: the route table being served, swapped
 /// whole on reload, and the instance slots.
 pub struct ServerState {
-    routes: ArcSwap<RouteTable<LoadedRoute>>,
+    routes: Arc<LiveRoutes>,
     /// One permit per instance slot of the engine's pool.
     instances: Arc<Semaphore>,
     /// One permit per open client connection, on every serving thread.
@@ -98,18 +116,17 @@ pub struct ServerState {
     options: ServerOptions,
     request_ids: RequestIds,
     /// `wedge dev`'s builds, which requests wait for and report.
-    builds: Option<Arc<Builds>>,
-    metrics: Arc<Metrics>,
+    builds: Option<Arc<dyn BuildWait>>,
     proxies: TrustedProxies,
     /// HTTPS: every connection's handshake, with the certificate served now.
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl ServerState {
-    /// Serve `routes` under `options`.
-    pub fn new(routes: RouteTable<LoadedRoute>, options: ServerOptions) -> ServerState {
+    /// Serve the tables published to `routes` under `options`.
+    pub fn new(routes: Arc<LiveRoutes>, options: ServerOptions) -> ServerState {
         ServerState {
-            routes: ArcSwap::from_pointee(routes),
+            routes,
             instances: Arc::new(Semaphore::new(options.max_instances as usize)),
             connections: Arc::new(Semaphore::new(
                 options.max_connections.min(Semaphore::MAX_PERMITS),
@@ -117,16 +134,9 @@ impl ServerState {
             options,
             request_ids: RequestIds::new(),
             builds: None,
-            metrics: Arc::new(Metrics::new(&Default::default())),
             proxies: TrustedProxies::default(),
             tls: None,
         }
-    }
-
-    /// Counts requests in `metrics` (else in metrics of its own).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ServerState {
-        self.metrics = metrics;
-        self
     }
 
     /// Takes the client's address from `X-Forwarded-For`, and keeps its
@@ -142,11 +152,6 @@ impl ServerState {
         self
     }
 
-    /// What requests are counted in.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// How clients reach the server, as guests see it.
     fn scheme(&self) -> Scheme {
         if self.tls.is_some() {
@@ -158,41 +163,15 @@ impl ServerState {
 
     /// `wedge dev`: requests to a route wait while `builds` rebuilds it,
     /// and get its build error while its last build failed.
-    pub fn with_builds(mut self, builds: Arc<Builds>) -> ServerState {
+    pub fn with_builds(mut self, builds: Arc<dyn BuildWait>) -> ServerState {
         self.builds = Some(builds);
         self
-    }
-
-    /// The table being served now; a request keeps the one it started with.
-    pub fn routes(&self) -> Arc<RouteTable<LoadedRoute>> {
-        self.routes.load_full()
-    }
-
-    /// Serves `routes` from the next request on.
-    pub fn swap_routes(&self, routes: RouteTable<LoadedRoute>) {
-        self.routes.store(Arc::new(routes));
     }
 
     /// Guest instances running now.
     fn running(&self) -> usize {
         self.options.max_instances as usize - self.instances.available_permits()
     }
-}
-
-/// Accepts connections on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to the shutdown grace. Everything runs
-/// on the caller's runtime; [`run_threads`] spreads a listener over threads.
-pub async fn run(
-    listener: TcpListener,
-    state: Arc<ServerState>,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let graceful = accept(listener, &state, shutdown).await;
-    log_shutdown(&state);
-    if let Some(running) = drain(graceful, &state).await {
-        log_grace_over(&state, running);
-    }
-    Ok(())
 }
 
 /// Serves `listener` on `threads` threads, each with its own

@@ -142,7 +142,7 @@ async fn the_admin_listener_is_capped_and_times_out_silent_sockets() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let during = open_fds(server.pid());
     assert!(
-        during <= before + wedge::admin::ADMIN_MAX_CONNECTIONS + 16,
+        during <= before + wedge::ADMIN_MAX_CONNECTIONS + 16,
         "{before} fds before, {during} with 150 silent admin sockets"
     );
     for (n, stream) in silent.iter_mut().enumerate() {

@@ -85,12 +85,7 @@ async fn a_guest_over_its_timeout_gets_504_and_frees_its_slot() {
         );
         // The only instance slot is free again.
         let after = client.get("/ok").await;
-        assert_eq!(
-            after.status(),
-            200,
-            "after GET {path}: {}",
-            text(&after)
-        );
+        assert_eq!(after.status(), 200, "after GET {path}: {}", text(&after));
     }
     // A guest that answers in time is unaffected.
     let answer = client.get("/wait?ms=10").await;

@@ -1,0 +1,45 @@
+//! What unit tests share: components written as text, and a loader for
+//! them.
+
+use crate::engine::{EngineOptions, new_engine};
+use crate::loader::{Loader, SettingsSource};
+use crate::sandbox::new_linker;
+
+/// A `wasi:http` component whose handler returns without answering;
+/// `version` sets its memory's initial pages, so that versions differ in
+/// content.
+pub(crate) fn component(version: u32) -> Vec<u8> {
+    let text = format!(
+        r#"(component
+            (import "wasi:http/types@0.2.0" (instance $types
+                (export "incoming-request" (type (sub resource)))
+                (export "response-outparam" (type (sub resource)))))
+            (alias export $types "incoming-request" (type $request))
+            (alias export $types "response-outparam" (type $outparam))
+            (core module $main
+                (memory {version})
+                (func (export "handle") (param i32 i32)))
+            (core instance $main (instantiate $main))
+            (type $handle (func (param "request" (own $request))
+                                (param "response-out" (own $outparam))))
+            (func $handle (type $handle) (canon lift (core func $main "handle")))
+            (instance $handler (export "handle" (func $handle)))
+            (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#
+    );
+    wat::parse_str(text).expect("the component text is valid")
+}
+
+/// A loader on a small engine of its own, with no compile cache.
+pub(crate) fn loader() -> Loader {
+    let options = EngineOptions {
+        max_instances: 4,
+        max_instance_memory: 16 << 20,
+    };
+    let engine = new_engine(options).expect("an engine");
+    let linker = new_linker(&engine).expect("WASI links");
+    let settings = SettingsSource {
+        max_memory: 16 << 20,
+        ..SettingsSource::default()
+    };
+    Loader::new(engine, linker, None, settings)
+}
