@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The `wedge` server image: `docker build -t wedge .` at the repository root
 # (BuildKit). Routes are not in it: mount them at /routes (see
-# deploy/kubernetes/ and the README's "Running in production").
+# deploy/kubernetes/ and docs/operations.md).
 
 # Build: the Rust release the workspace requires (rust-version 1.95), on
 # Debian 12 like the runtime stage, so the binary's glibc matches. The slim

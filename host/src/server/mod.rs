@@ -180,7 +180,7 @@ impl ServerState {
 ///
 /// A connection and every request on it stay on the thread that accepted
 /// it: its tasks wake and run where their data is, with no work stealing
-/// or cross-thread wake-ups (the README's Performance section has the
+/// or cross-thread wake-ups (docs/performance.md has the measured
 /// A/B). The threads share one listening socket, each waiting on its own
 /// handle: an idle thread takes the next connection, and no other process
 /// can join the port, as it could with `SO_REUSEPORT`. Nothing else runs

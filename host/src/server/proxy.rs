@@ -4,7 +4,7 @@
 //! Deviation from DESIGN.md, which gives `wedge-client-addr` as the
 //! client's socket address: `X-Forwarded-For` carries no client port, so
 //! behind a trusted proxy the header holds the IP address alone, rather
-//! than an invented port (README, "What a handler receives").
+//! than an invented port (docs/handlers.md, "What a handler receives").
 
 use std::net::{IpAddr, SocketAddr};
 

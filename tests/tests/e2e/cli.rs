@@ -1,6 +1,8 @@
 //! `wedge routes` and `wedge serve` start-up errors: output and exit codes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
+use std::path::Path;
 
 use crate::harness::{Routes, Server, run_wedge};
 
@@ -124,4 +126,140 @@ async fn bad_flags_exit_with_usage_error_2() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// Flags that `--help` does not show, documented all the same: the
+/// configuration docs may have a row for each without `--help` listing it.
+const HIDDEN_FLAGS: [&str; 1] = ["--print-config"];
+
+#[tokio::test]
+async fn every_flag_and_default_in_help_is_in_the_configuration_docs() {
+    let docs_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let docs = std::fs::read_to_string(&docs_file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", docs_file.display()));
+    let rows = documented_flags(&docs);
+    assert!(
+        rows.len() > 10,
+        "found only {} `| `--flag` | default | what it does |` rows in docs/configuration.md",
+        rows.len()
+    );
+    let mut in_help = BTreeSet::new();
+    for command in ["serve", "dev", "routes"] {
+        let (code, help, stderr) = run_wedge(&[OsStr::new(command), OsStr::new("--help")]).await;
+        assert_eq!(code, 0, "wedge {command} --help: {stderr}");
+        let flags = help_flags(&help);
+        assert!(
+            flags.iter().any(|(flag, _)| flag == "--cache-dir"),
+            "no flags parsed from `wedge {command} --help`:\n{help}"
+        );
+        for (flag, default) in flags {
+            if flag == "--help" || flag == "--version" {
+                continue;
+            }
+            let expected = default.unwrap_or_else(|| "—".to_owned());
+            let Some(documented) = rows.get(&flag) else {
+                panic!(
+                    "`wedge {command} --help` lists `{flag}` (default: {expected}), but \
+                     docs/configuration.md has no row for it: add \
+                     `| `{flag}` | {expected} | what it does |` to its flag table"
+                );
+            };
+            assert_eq!(
+                documented, &expected,
+                "docs/configuration.md gives `{flag}` the default `{documented}`, but \
+                 `wedge {command} --help` says `{expected}`: fix the row's Default column"
+            );
+            in_help.insert(flag);
+        }
+    }
+    for flag in rows.keys() {
+        assert!(
+            in_help.contains(flag) || HIDDEN_FLAGS.contains(&flag.as_str()),
+            "docs/configuration.md has a row for `{flag}`, which no `wedge serve|dev|routes \
+             --help` lists: remove or fix the row (or, for a hidden flag, add it to \
+             HIDDEN_FLAGS in tests/tests/e2e/cli.rs)"
+        );
+    }
+    for flag in HIDDEN_FLAGS {
+        assert!(
+            rows.contains_key(flag),
+            "the hidden flag `{flag}` has no row in docs/configuration.md: add one"
+        );
+    }
+}
+
+/// The flag table rows of the docs, `| `--flag` | default | what it does |`:
+/// each flag with its default (backticks dropped; `—` for none).
+fn documented_flags(docs: &str) -> BTreeMap<String, String> {
+    let mut rows = BTreeMap::new();
+    for line in docs.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // `| a | b | c |` splits into "", "a", "b", "c", "".
+        if cells.len() < 5 || !cells[0].is_empty() || !cells[1].starts_with("`--") {
+            continue;
+        }
+        let flag = cells[1].trim_matches('`').to_owned();
+        let default = words(cells[2].trim_matches('`'));
+        if let Some(earlier) = rows.insert(flag.clone(), default.clone()) {
+            assert_eq!(
+                earlier, default,
+                "docs/configuration.md has two rows for `{flag}` with different defaults"
+            );
+        }
+    }
+    rows
+}
+
+/// Every long flag of a `--help` text with the `[default: …]` of its
+/// description, if it has one. A flag's description runs from its own line
+/// to the next flag's line or section heading, over as many lines as clap
+/// wraps it to.
+fn help_flags(help: &str) -> Vec<(String, Option<String>)> {
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let mut in_flag = false;
+    for line in help.lines() {
+        if let Some(flag) = flag_of(line) {
+            flags.push((flag, line.to_owned()));
+            in_flag = true;
+        } else if !line.starts_with(char::is_whitespace) && !line.trim().is_empty() {
+            // A heading (`Options:`) ends the flag before it.
+            in_flag = false;
+        } else if in_flag && let Some((_, text)) = flags.last_mut() {
+            text.push(' ');
+            text.push_str(line.trim());
+        }
+    }
+    flags
+        .into_iter()
+        .map(|(flag, text)| {
+            let default = text
+                .split_once("[default: ")
+                .and_then(|(_, rest)| rest.split_once(']').map(|(value, _)| words(value)));
+            (flag, default)
+        })
+        .collect()
+}
+
+/// The long flag a `--help` line starts, as in `  -h, --help` or
+/// `      --listen <LISTEN>`. Descriptions are indented further, and a
+/// possible value's line (`- pretty: …`) has a space after its dash.
+fn flag_of(line: &str) -> Option<String> {
+    let text = line.trim_start();
+    let indent = line.len() - text.len();
+    let mut chars = text.chars();
+    let starts_flag = chars.next() == Some('-')
+        && chars
+            .next()
+            .is_some_and(|c| c == '-' || c.is_ascii_alphanumeric());
+    if indent == 0 || indent > 8 || !starts_flag {
+        return None;
+    }
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '<' || c == '[')
+        .find(|word| word.len() > 2 && word.starts_with("--"))
+        .map(str::to_owned)
+}
+
+/// `text` with its runs of whitespace made single spaces.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

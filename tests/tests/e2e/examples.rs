@@ -1,5 +1,5 @@
 //! The examples in `examples/`, served at the routes their crates declare,
-//! with the sidecars their README section describes. The third-party APIs
+//! with the sidecars docs/handlers.md describes. The third-party APIs
 //! are upstreams on loopback.
 
 use std::path::{Path, PathBuf};
