@@ -559,8 +559,9 @@ async fn run(
 ) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
     let settings = config.load.settings()?;
-    warn_if_env_unlisted(&config, &settings);
+    let env_listed = settings.policy.env_allow.is_some();
     let (engine, loader) = new_loader(&config.load, settings)?;
+    warn_if_env_unlisted(&config, env_listed);
     let metrics = Arc::new(Metrics::new(loader.cache_stats()));
     let live = Arc::new(LiveRoutes::new(metrics));
     let admin = Arc::new(Admin::new(live.clone(), &config.routes_dir));
@@ -636,8 +637,8 @@ async fn run(
 
 /// `wedge serve` without an `--env-allow` list lets every sidecar read
 /// every host variable: said once, at start-up.
-fn warn_if_env_unlisted(config: &ServeConfig, settings: &SettingsSource) {
-    if config.mode == Mode::Serve && !config.server.dev && settings.policy.env_allow.is_none() {
+fn warn_if_env_unlisted(config: &ServeConfig, env_listed: bool) {
+    if config.mode == Mode::Serve && !config.server.dev && !env_listed {
         tracing::warn!(
             "every host variable is readable by every sidecar: `${{NAME}}` in any route's \
              [env] may read any variable of the server's environment or --env-file, \

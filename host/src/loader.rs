@@ -371,7 +371,13 @@ impl Loader {
     /// new) and listed in [`LoadedRoutes::unsettled`]; so is a file that
     /// changed while it was being compiled.
     pub fn load_dir(&self, dir: &Path, previous: Option<&RouteTable<LoadedRoute>>) -> LoadedRoutes {
-        let mut scan = self.scan(dir, previous);
+        let scan = self.scan(dir, previous);
+        self.load(scan, previous)
+    }
+
+    /// Compiles what `scan` found (what `previous` loaded from the same
+    /// content is reused) and builds the table from it.
+    fn load(&self, mut scan: Scan, previous: Option<&RouteTable<LoadedRoute>>) -> LoadedRoutes {
         // Files already served claim their patterns first.
         scan.candidates
             .sort_by_key(|c| served_before(previous, &c.file).is_none());
@@ -513,6 +519,12 @@ impl Loader {
     /// Compiles each distinct content once, on as many threads as there are
     /// cores; content `previous` already loaded is reused, not compiled.
     /// At most one file's bytes per thread are held at a time.
+    ///
+    /// The threads are plain scoped threads taking jobs from a counter, not
+    /// a rayon pool: wasmtime compiles each file on rayon's pool, and a
+    /// rayon worker waiting for that inner work steals other jobs, which
+    /// here would be the next files, held all at once (the bound that
+    /// `a_load_does_not_hold_every_file_at_once` checks).
     fn compile_all(&self, candidates: &[Candidate], previous: &[Route<LoadedRoute>]) -> Compiled {
         let mut compiled = Compiled::default();
         for route in previous.iter().filter(|r| !r.value.hash.is_empty()) {

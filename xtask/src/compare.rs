@@ -28,6 +28,9 @@ pub struct Compare {
     pub native: PathBuf,
     /// `wasmtime` of the pinned version, if there is one.
     pub wasmtime: Option<PathBuf>,
+    /// Another `wedge` build to measure beside this one, in the same run
+    /// (`WEDGE_BASELINE`): an A/B of a change.
+    pub baseline: Option<PathBuf>,
     /// The `hello_v1` and `echo_stream` components.
     pub hello: PathBuf,
     pub echo: PathBuf,
@@ -40,6 +43,8 @@ pub struct Compare {
 enum Kind {
     Native,
     Wedge,
+    /// The `WEDGE_BASELINE` build.
+    Baseline,
     Wasmtime,
 }
 
@@ -48,6 +53,7 @@ impl Kind {
         match self {
             Kind::Native => "native hyper",
             Kind::Wedge => "wedge serve",
+            Kind::Baseline => "wedge serve (baseline)",
             Kind::Wasmtime => "wasmtime serve -Scli",
         }
     }
@@ -76,6 +82,9 @@ impl Compare {
         let wrk = wrk_program()?;
         let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
         let mut kinds = vec![Kind::Native, Kind::Wedge];
+        if self.baseline.is_some() {
+            kinds.push(Kind::Baseline);
+        }
         if self.wasmtime.is_some() {
             kinds.push(Kind::Wasmtime);
         } else {
@@ -153,7 +162,11 @@ impl Compare {
                 command.arg(&self.native).arg("127.0.0.1:0");
                 Server::printing_address(command)
             }
-            Kind::Wedge => {
+            Kind::Wedge | Kind::Baseline => {
+                let wedge = match kind {
+                    Kind::Baseline => self.baseline.as_ref().context("no baseline")?,
+                    _ => &self.wedge,
+                };
                 let routes = dir.join("routes");
                 if routes.exists() {
                     std::fs::remove_dir_all(&routes)?;
@@ -162,7 +175,7 @@ impl Compare {
                 std::fs::copy(component, routes.join("hello.wasm"))?;
                 std::fs::write(routes.join("hello.toml"), "max_body = \"64MiB\"\n")?;
                 command
-                    .arg(&self.wedge)
+                    .arg(wedge)
                     .arg("serve")
                     .arg(&routes)
                     .args(["--listen", "127.0.0.1:0", "--no-watch", "--cache-dir"])
@@ -241,6 +254,20 @@ impl Compare {
                 "start_ms": f.start_ms,
                 "echo_mb_per_s": f.echo_mb_s, "echo_errors": f.echo_errors,
             }));
+        }
+        if let (Some(wedge), Some(baseline)) = (index(Kind::Wedge), index(Kind::Baseline)) {
+            let ratio = |figure: fn(&Figures) -> &Vec<f64>| {
+                median(figure(&figures[wedge])) / median(figure(&figures[baseline]))
+            };
+            println!(
+                "\n  wedge / baseline (same run): req/s {:.3}, CPU us/req {:.3}, p50 {:.3}, \
+                 p99 {:.3}, p99 c128 {:.3}",
+                ratio(|f| &f.rps),
+                ratio(|f| &f.cpu_us),
+                ratio(|f| &f.p50_ms),
+                ratio(|f| &f.p99_ms),
+                ratio(|f| &f.p99_ms_c128),
+            );
         }
         for (kind, f) in kinds.iter().zip(figures) {
             for error in &f.echo_errors {

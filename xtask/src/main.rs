@@ -59,7 +59,9 @@ enum Task {
     /// Installs both linters from PyPI if needed.
     DeployCheck,
     /// Benchmarks, on the release build. Without a subcommand: Wedge beside
-    /// native hyper and `wasmtime serve` under wrk, then `noisy`.
+    /// native hyper and `wasmtime serve` under wrk, then `noisy`; with
+    /// `WEDGE_BASELINE=/path/to/wedge`, that build too, in the same rounds
+    /// (an A/B of a change).
     Bench {
         #[command(subcommand)]
         which: Option<BenchKind>,
@@ -344,6 +346,7 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
             wedge: bench.wedge.clone(),
             native: target.join("release/native-hello"),
             wasmtime: wasmtime(&target, with_wasmtime)?,
+            baseline: std::env::var_os("WEDGE_BASELINE").map(PathBuf::from),
             hello: bench.guests.join("hello_v1.wasm"),
             echo: bench.guests.join("echo_stream.wasm"),
             work: bench.work.clone(),

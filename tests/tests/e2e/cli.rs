@@ -128,6 +128,47 @@ async fn bad_flags_exit_with_usage_error_2() {
     }
 }
 
+#[tokio::test]
+async fn print_config_prints_the_resolved_settings_without_binding_or_reading() {
+    // A port in use and files that do not exist: neither is touched.
+    let routes = Routes::new().with("index.wasm", "inspect");
+    let server = Server::start(routes.path()).await;
+    let addr = server.addr.to_string();
+    let args = [
+        "--log-format",
+        "json",
+        "serve",
+        "/nowhere/routes",
+        "--listen",
+        &addr,
+        "--config",
+        "/nowhere/wedge.toml",
+        "--tls-cert",
+        "/nowhere/cert.pem",
+        "--tls-key",
+        "/nowhere/key.pem",
+        "--max-header-size",
+        "16KiB",
+        "--print-config",
+    ];
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let (code, stdout, stderr) = run_wedge(&args).await;
+    assert_eq!(code, 0, "{stderr}");
+    let config: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(config["command"], "serve");
+    assert_eq!(config["log_format"], "json");
+    assert_eq!(config["routes_dir"], "/nowhere/routes");
+    assert_eq!(config["listen"], addr.as_str());
+    assert_eq!(config["config"], "/nowhere/wedge.toml");
+    assert_eq!(config["tls_cert"], "/nowhere/cert.pem");
+    assert_eq!(config["max_header_size"], 16 << 10);
+    // Defaults come out resolved.
+    assert_eq!(config["header_timeout_ms"], 10_000);
+    assert_eq!(config["max_instances"], 1000);
+    assert_eq!(config["watch"], true);
+    assert_eq!(config["dev"], false);
+}
+
 /// Flags that `--help` does not show, documented all the same: the
 /// configuration docs may have a row for each without `--help` listing it.
 const HIDDEN_FLAGS: [&str; 1] = ["--print-config"];

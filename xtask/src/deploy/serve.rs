@@ -76,8 +76,11 @@ fn absolute(path: &str) -> Option<&str> {
 /// dir like every other build of xtask) and returns its path. Called once
 /// per check; cargo does nothing when it is up to date.
 pub(crate) fn wedge_binary() -> anyhow::Result<PathBuf> {
+    // The whole workspace with its test targets, as `cargo test
+    // --workspace` builds it: the same features everywhere, so that the
+    // tests reuse this build instead of compiling wasmtime a second time.
     let mut build = crate::cargo();
-    build.args(["build", "-p", "wedge", "--bin", "wedge"]);
+    build.args(["build", "--workspace", "--all-targets"]);
     crate::run(build)?;
     let name = format!("wedge{}", std::env::consts::EXE_SUFFIX);
     Ok(crate::target_dir()?.join("debug").join(name))
