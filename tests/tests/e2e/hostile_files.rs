@@ -7,8 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use wedge_toolchains::custom_section;
+
 use crate::harness::{Http, Routes, Server, guest, run_wedge, text};
-use crate::reload::{custom_section, eventually_post_ok};
+use crate::reload::eventually_post_ok;
 
 /// Longest a first load may take here before the server counts as stuck:
 /// as long as the harness waits for any start (two dozen cold compiles on a

@@ -323,7 +323,7 @@ async fn readyz_is_503_until_the_first_table_is_loaded() {
     let mut routes = Routes::new();
     for n in 0..12 {
         let mut bytes = hello.clone();
-        bytes.extend(crate::reload::custom_section("nonce", &[n]));
+        bytes.extend(wedge_toolchains::custom_section("nonce", &[n]));
         routes = routes.with_bytes(&format!("r{n}.wasm"), &bytes);
     }
     let port = free_port();
