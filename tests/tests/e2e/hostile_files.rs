@@ -233,6 +233,7 @@ async fn empty_files_dated_in_the_future_settle_and_rescans_stop() {
         }
         before = after;
     }
+    // A wait, not a poll: several SETTLE periods that must see no rescan.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = rescans(&server);
     assert_eq!(before, after, "still rescanning:\n{}", server.log.text());

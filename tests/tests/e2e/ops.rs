@@ -7,38 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Http, Routes, Server, guest, json, text};
-
-/// The value of the sample `name{labels}` in Prometheus text, whatever the
-/// label order; labels not listed may have any value only if `labels` is
-/// empty (then the sample must have none).
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if series_name != name {
-                return None;
-            }
-            let mut found: Vec<(&str, &str)> = series_labels
-                .split(',')
-                .filter(|pair| !pair.is_empty())
-                .filter_map(|pair| {
-                    let (key, value) = pair.split_once('=')?;
-                    Some((key, value.trim_matches('"')))
-                })
-                .collect();
-            let mut wanted = labels.to_vec();
-            found.sort_unstable();
-            wanted.sort_unstable();
-            (found == wanted).then(|| value.parse().ok())?
-        })
-}
+use crate::harness::{Http, Routes, Server, guest, json, sample, text};
 
 async fn metrics(admin: &Http) -> String {
     let answer = admin.get("/metrics").await;
@@ -394,7 +363,8 @@ async fn on_sigterm_readyz_turns_503_while_requests_are_still_accepted() {
         started.elapsed() >= Duration::from_secs(3),
         "exited before --shutdown-delay"
     );
-    let log = log.text();
+    // The process has exited, but its last lines may still be in the pipe.
+    let log = log.wait_for("shutting down: no new connections").await;
     let signal = log.find("still accepting").expect("delay logged");
     let draining = log
         .find("shutting down: no new connections")

@@ -146,6 +146,9 @@ async fn an_idle_server_does_not_rescan() {
     let server = Server::start(routes.path()).await;
     eventually(&server.http1(), "/r", 200, "v1").await;
     // Reading the files during a rescan must not look like a change.
+    // Waits, not polls: the first lets a rescan that follows the start
+    // finish (two are allowed below), the second is a window that must see
+    // none.
     server.log.wait_for("rescanning").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.log.text().matches("rescanning").count();
