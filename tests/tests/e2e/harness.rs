@@ -23,6 +23,10 @@ pub const WEDGE: &str = env!("CARGO_BIN_EXE_wedge-e2e");
 /// How long a server may take to compile its routes and print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long [`wait_until`] polls: ample for a request to reach its guest
+/// or a connection to be accepted on a machine busy with other tests.
+const WAIT_UNTIL: Duration = Duration::from_secs(10);
+
 /// A guest component built by `build.rs`, by package name.
 pub fn guest(name: &str) -> PathBuf {
     let path = Path::new(env!("WEDGE_GUESTS_DIR")).join(format!("{name}.wasm"));
@@ -313,6 +317,18 @@ impl Server {
         [self.http1(), self.http2()]
     }
 
+    /// Waits up to 10 s until exactly `count` guest instances run: requests
+    /// sent from other tasks have reached their guests (and so hold their
+    /// instance slots). The server was started with `--admin`.
+    pub async fn wait_for_in_flight(&self, count: u32) {
+        let admin = self.admin();
+        let what = format!("{count} guest instance(s) in flight");
+        wait_until(&what, async || {
+            instances_in_flight(&admin).await == f64::from(count)
+        })
+        .await;
+    }
+
     /// The server's peak resident memory so far, in KiB (Linux `VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.id().expect("server is running");
@@ -465,6 +481,61 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// An empty request body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Polls `condition` every 20 ms until it holds; panics, saying `what` was
+/// awaited, if it does not within 10 s. For a state the server reaches in
+/// its own time (a request at its guest, a connection accepted): a fixed
+/// sleep is either too short on a busy machine or wastes time on an idle one.
+pub async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT_UNTIL;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT_UNTIL:?} for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `wedge_instances_in_flight` from `admin`'s `/metrics`.
+async fn instances_in_flight(admin: &Http) -> f64 {
+    let answer = admin.get("/metrics").await;
+    assert_eq!(answer.status(), 200, "GET /metrics");
+    let metrics = text(&answer);
+    sample(metrics, "wedge_instances_in_flight", &[])
+        .unwrap_or_else(|| panic!("no wedge_instances_in_flight in:\n{metrics}"))
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, whatever the
+/// label order; labels not listed may have any value only if `labels` is
+/// empty (then the sample must have none).
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let mut found: Vec<(&str, &str)> = series_labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key, value.trim_matches('"')))
+                })
+                .collect();
+            let mut wanted = labels.to_vec();
+            found.sort_unstable();
+            wanted.sort_unstable();
+            (found == wanted).then(|| value.parse().ok())?
+        })
 }
 
 /// A response body as text.

@@ -7,8 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use wedge_toolchains::custom_section;
+
 use crate::harness::{Http, Routes, Server, guest, run_wedge, text};
-use crate::reload::{custom_section, eventually_post_ok};
+use crate::reload::eventually_post_ok;
 
 /// Longest a first load may take here before the server counts as stuck:
 /// as long as the harness waits for any start (two dozen cold compiles on a
@@ -231,6 +233,7 @@ async fn empty_files_dated_in_the_future_settle_and_rescans_stop() {
         }
         before = after;
     }
+    // A wait, not a poll: several SETTLE periods that must see no rescan.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = rescans(&server);
     assert_eq!(before, after, "still rescanning:\n{}", server.log.text());

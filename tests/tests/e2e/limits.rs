@@ -1,6 +1,7 @@
 //! Per-route settings (sidecar `.toml`) and the sandbox's limits, with real
 //! misbehaving guests.
 
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -233,7 +234,7 @@ async fn full_slots_answer_503_at_once() {
         .with("one.wasm", "sleepy")
         .sidecar("one.toml", "max_concurrency = 1")
         .with("other.wasm", "sleepy");
-    let args = ["--max-instances".as_ref(), "2".as_ref()];
+    let args = ["--max-instances", "2", "--admin", "127.0.0.1:0"].map(OsStr::new);
     let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
     let slow = |path: &'static str| {
@@ -242,7 +243,7 @@ async fn full_slots_answer_503_at_once() {
     };
     // The route's share: one in flight, the next refused.
     let first = slow("/one?ms=2000");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_in_flight(1).await;
     let started = Instant::now();
     let busy = client.get("/one?ms=1").await;
     assert_eq!(busy.status(), 503);
@@ -254,7 +255,7 @@ async fn full_slots_answer_503_at_once() {
     );
     // The server's slots: two in flight in all, the third refused.
     let second = slow("/other?ms=2000");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_in_flight(2).await;
     assert_eq!(client.get("/other?ms=1").await.status(), 503);
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(second.await.unwrap(), 200);

@@ -7,38 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Http, Routes, Server, guest, json, text};
-
-/// The value of the sample `name{labels}` in Prometheus text, whatever the
-/// label order; labels not listed may have any value only if `labels` is
-/// empty (then the sample must have none).
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if series_name != name {
-                return None;
-            }
-            let mut found: Vec<(&str, &str)> = series_labels
-                .split(',')
-                .filter(|pair| !pair.is_empty())
-                .filter_map(|pair| {
-                    let (key, value) = pair.split_once('=')?;
-                    Some((key, value.trim_matches('"')))
-                })
-                .collect();
-            let mut wanted = labels.to_vec();
-            found.sort_unstable();
-            wanted.sort_unstable();
-            (found == wanted).then(|| value.parse().ok())?
-        })
-}
+use crate::harness::{Http, Routes, Server, guest, json, sample, text};
 
 async fn metrics(admin: &Http) -> String {
     let answer = admin.get("/metrics").await;
@@ -75,22 +44,29 @@ fn route<'a>(routes: &'a Value, pattern: &str) -> &'a Value {
 
 const HELLO_SIDECAR: &str = "methods = [\"GET\"]\n[env]\nSECRET = \"hunter2\"\n";
 
-#[tokio::test]
-async fn the_admin_listener_reports_health_metrics_and_routes() {
-    let routes = Routes::new()
+/// A route of each kind the admin listener reports on: `/hello` (its
+/// sidecar holds a secret), `/echo`, `/wait` (sleeps `?ms=N`) and
+/// `/broken`, not wasm. Three components to compile, one load error.
+fn admin_routes() -> Routes {
+    Routes::new()
         .with("hello.wasm", "hello_v1")
         .with_bytes("hello.toml", HELLO_SIDECAR.as_bytes())
         .with("echo.wasm", "inspect")
         .with("wait.wasm", "sleepy")
-        .with_bytes("broken.wasm", b"not wasm");
-    let cache = tempfile::tempdir().expect("cache dir");
-    let args = [
-        OsStr::new("--admin"),
-        OsStr::new("127.0.0.1:0"),
-        OsStr::new("--cache-dir"),
-        cache.path().as_os_str(),
-    ];
-    let server = Server::start_with(routes.path(), &args).await;
+        .with_bytes("broken.wasm", b"not wasm")
+}
+
+/// `wedge serve ROUTES --admin 127.0.0.1:0 ARGS`.
+async fn start_with_admin(routes: &Routes, args: &[&OsStr]) -> Server {
+    let mut all = vec![OsStr::new("--admin"), OsStr::new("127.0.0.1:0")];
+    all.extend(args);
+    Server::start_with(routes.path(), &all).await
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_on_the_admin_listener_only() {
+    let routes = admin_routes();
+    let server = start_with_admin(&routes, &[]).await;
     let admin = server.admin();
     assert_ne!(server.admin, Some(server.addr));
 
@@ -105,7 +81,18 @@ async fn the_admin_listener_reports_health_metrics_and_routes() {
     for path in ["/healthz", "/readyz", "/metrics", "/routes"] {
         assert_eq!(client.get(path).await.status(), 404, "{path}");
     }
+}
 
+#[tokio::test]
+async fn metrics_count_requests_durations_instantiations_and_body_bytes_by_route() {
+    let routes = admin_routes();
+    let server = start_with_admin(&routes, &[]).await;
+    let admin = server.admin();
+    let client = server.http1();
+    // Admin paths are no routes of the public listener: four 404s.
+    for path in ["/healthz", "/readyz", "/metrics", "/routes"] {
+        assert_eq!(client.get(path).await.status(), 404, "{path}");
+    }
     for _ in 0..3 {
         assert_eq!(text(&client.get("/hello").await), "v1");
     }
@@ -118,6 +105,14 @@ async fn the_admin_listener_reports_health_metrics_and_routes() {
         "wedge_requests_total",
         &[("route", "/hello"), ("status", "200")],
         3.0,
+    )
+    .await;
+    // The last request: once it is counted, every one before it is.
+    eventually_sample(
+        &admin,
+        "wedge_requests_total",
+        &[("route", "/broken"), ("status", "500")],
+        1.0,
     )
     .await;
     let text = metrics(&admin).await;
@@ -172,11 +167,16 @@ async fn the_admin_listener_reports_health_metrics_and_routes() {
         read("wedge_route_load_errors_total", &[("route", "/broken")]),
         1.0
     );
-    assert_eq!(read("wedge_compile_cache_misses_total", &[]), 3.0);
-    assert_eq!(read("wedge_compile_cache_hits_total", &[]), 0.0);
-    assert_eq!(read("wedge_instances_in_flight", &[]), 0.0);
+}
 
-    // An instance counts as in flight while it runs.
+#[tokio::test]
+async fn an_instance_counts_as_in_flight_while_it_runs() {
+    let routes = admin_routes();
+    let server = start_with_admin(&routes, &[]).await;
+    let admin = server.admin();
+    let idle = metrics(&admin).await;
+    assert_eq!(sample(&idle, "wedge_instances_in_flight", &[]), Some(0.0));
+
     let slow = {
         let client = server.http1();
         tokio::spawn(async move { client.get("/wait?ms=1500").await })
@@ -184,8 +184,13 @@ async fn the_admin_listener_reports_health_metrics_and_routes() {
     eventually_sample(&admin, "wedge_instances_in_flight", &[], 1.0).await;
     assert_eq!(slow.await.expect("slow request").status(), 200);
     eventually_sample(&admin, "wedge_instances_in_flight", &[], 0.0).await;
+}
 
-    let table = admin.get("/routes").await;
+#[tokio::test]
+async fn the_route_table_shows_each_routes_state_hash_and_settings_but_no_secret() {
+    let routes = admin_routes();
+    let server = start_with_admin(&routes, &[]).await;
+    let table = server.admin().get("/routes").await;
     assert_eq!(table.headers()["content-type"], "application/json");
     assert!(!text_of(&table).contains("hunter2"), "a secret leaked");
     let table = json(&table);
@@ -207,10 +212,26 @@ async fn the_admin_listener_reports_health_metrics_and_routes() {
     assert_eq!(broken["settings"], Value::Null);
     let error = broken["last_error"].as_str().expect("last_error");
     assert!(error.contains("broken.wasm"), "{error}");
+}
 
-    // A restart with the same cache compiles nothing.
+#[tokio::test]
+async fn a_restart_with_the_same_cache_compiles_nothing() {
+    let routes = admin_routes();
+    let cache = tempfile::tempdir().expect("cache dir");
+    let args = [OsStr::new("--cache-dir"), cache.path().as_os_str()];
+    let server = start_with_admin(&routes, &args).await;
+    let text = metrics(&server.admin()).await;
+    assert_eq!(
+        sample(&text, "wedge_compile_cache_misses_total", &[]),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, "wedge_compile_cache_hits_total", &[]),
+        Some(0.0)
+    );
+
     assert_eq!(server.stop().await, 0);
-    let server = Server::start_with(routes.path(), &args).await;
+    let server = start_with_admin(&routes, &args).await;
     let text = metrics(&server.admin()).await;
     assert_eq!(
         sample(&text, "wedge_compile_cache_hits_total", &[]),
@@ -323,7 +344,7 @@ async fn readyz_is_503_until_the_first_table_is_loaded() {
     let mut routes = Routes::new();
     for n in 0..12 {
         let mut bytes = hello.clone();
-        bytes.extend(crate::reload::custom_section("nonce", &[n]));
+        bytes.extend(wedge_toolchains::custom_section("nonce", &[n]));
         routes = routes.with_bytes(&format!("r{n}.wasm"), &bytes);
     }
     let port = free_port();
@@ -394,7 +415,8 @@ async fn on_sigterm_readyz_turns_503_while_requests_are_still_accepted() {
         started.elapsed() >= Duration::from_secs(3),
         "exited before --shutdown-delay"
     );
-    let log = log.text();
+    // The process has exited, but its last lines may still be in the pipe.
+    let log = log.wait_for("shutting down: no new connections").await;
     let signal = log.find("still accepting").expect("delay logged");
     let draining = log
         .find("shutting down: no new connections")

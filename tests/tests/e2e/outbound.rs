@@ -258,8 +258,9 @@ async fn a_routes_open_connections_stay_under_its_cap_and_other_routes_are_unaff
         FREE_REQUESTS,
         "the free route was held back"
     );
-    // A window in which the waiting guests would connect if nothing held
-    // them (without the cap, all five are connected within milliseconds).
+    // A wait, not a poll: a window in which the waiting guests would connect
+    // if nothing held them (without the cap, all five are connected within
+    // milliseconds).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(capped.counts().1, CAP, "the cap did not hold");
 

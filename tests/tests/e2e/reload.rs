@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use wedge_toolchains::custom_section;
 
 use crate::harness::{Http, Routes, Server, guest, text};
 
@@ -145,6 +146,9 @@ async fn an_idle_server_does_not_rescan() {
     let server = Server::start(routes.path()).await;
     eventually(&server.http1(), "/r", 200, "v1").await;
     // Reading the files during a rescan must not look like a change.
+    // Waits, not polls: the first lets a rescan that follows the start
+    // finish (two are allowed below), the second is a window that must see
+    // none.
     server.log.wait_for("rescanning").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.log.text().matches("rescanning").count();
@@ -349,30 +353,6 @@ async fn the_kubernetes_data_symlink_swap_is_picked_up() {
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
     std::fs::remove_dir_all(dir.join("..2026_01")).unwrap();
     eventually(&client, "/hello", 200, "v2").await;
-}
-
-/// A component custom section: id 0, size, name, payload.
-pub(crate) fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
-    let mut content = leb128(name.len());
-    content.extend(name.as_bytes());
-    content.extend(payload);
-    let mut section = vec![0];
-    section.extend(leb128(content.len()));
-    section.extend(content);
-    section
-}
-
-fn leb128(mut value: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 #[tokio::test]

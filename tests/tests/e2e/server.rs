@@ -177,12 +177,26 @@ async fn connections_over_the_cap_wait_to_be_accepted() {
     // The cap is the server's, not each serving thread's.
     let args = ["--max-connections", "1", "--threads", "2"].map(OsStr::new);
     let server = Server::start_with(routes.path(), &args).await;
-    let holder = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Answered, so accepted: the holder has the one connection slot, and
+    // keeps it while idle (for the 10 s header timeout).
+    let mut holder = TcpStream::connect(server.addr).await.unwrap();
+    holder
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = holder.read(&mut buffer).await.unwrap();
+    assert!(
+        buffer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
     let waiting = tokio::spawn({
         let client = server.http1();
         async move { client.get("/ok").await.status() }
     });
+    // A wait, not a poll: the second connection must *not* be served
+    // during it (an uncapped server answers within milliseconds).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !waiting.is_finished(),
@@ -230,7 +244,8 @@ async fn a_noisy_neighbour_does_not_stop_a_well_behaved_route() {
         .with("spin.wasm", "busy_loop")
         .with_bytes("spin.toml", b"timeout = \"1s\"\n")
         .with("ok.wasm", "hello_v1");
-    let server = Server::start(routes.path()).await;
+    let server =
+        Server::start_with(routes.path(), &["--admin", "127.0.0.1:0"].map(OsStr::new)).await;
     let noise: Vec<_> = (0..4)
         .map(|_| {
             let client = server.http1();
@@ -242,7 +257,8 @@ async fn a_noisy_neighbour_does_not_stop_a_well_behaved_route() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // All four spin before the well-behaved route is measured.
+    server.wait_for_in_flight(4).await;
     let client = server.http1();
     let started = Instant::now();
     let mut served = 0;
@@ -263,10 +279,11 @@ async fn a_noisy_neighbour_does_not_stop_a_well_behaved_route() {
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish_then_exits_zero() {
     let routes = Routes::new().with("wait.wasm", "sleepy");
-    let server = Server::start(routes.path()).await;
+    let args = ["--admin", "127.0.0.1:0"].map(OsStr::new);
+    let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
     let in_flight = tokio::spawn(async move { client.get("/wait?ms=1500").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_in_flight(1).await;
     let addr = server.addr;
     let log = server.log.clone();
     assert_eq!(server.stop().await, 0);
@@ -276,24 +293,22 @@ async fn shutdown_lets_a_request_in_flight_finish_then_exits_zero() {
         (200, "slept 1500 ms")
     );
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
-    assert!(log.text().contains("shutting down"), "{}", log.text());
+    // The process has exited, but its last lines may still be in the pipe.
+    log.wait_for("shutting down").await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_what_is_still_running_after_the_grace() {
     let routes = Routes::new().with("wait.wasm", "sleepy");
-    let server = Server::start_with(
-        routes.path(),
-        &[OsStr::new("--shutdown-grace"), OsStr::new("1s")],
-    )
-    .await;
+    let args = ["--shutdown-grace", "1s", "--admin", "127.0.0.1:0"].map(OsStr::new);
+    let server = Server::start_with(routes.path(), &args).await;
     let client = server.http1();
     let request = client
         .request("GET", "/wait?ms=60000")
         .body(crate::harness::empty())
         .unwrap();
     let in_flight = tokio::spawn(async move { client.try_send(request).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_in_flight(1).await;
     let log = server.log.clone();
     let started = Instant::now();
     assert_eq!(server.stop().await, 0);
@@ -306,9 +321,5 @@ async fn shutdown_closes_what_is_still_running_after_the_grace() {
         in_flight.await.unwrap().is_err(),
         "the request was cut, not answered"
     );
-    assert!(
-        log.text().contains("1 guest instance(s) still running"),
-        "{}",
-        log.text()
-    );
+    log.wait_for("1 guest instance(s) still running").await;
 }
