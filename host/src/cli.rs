@@ -579,7 +579,34 @@ async fn run(
     let loader = Arc::new(loader);
     let errors = first_load(&loader, &config.routes_dir, &live).await?;
     let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
-    let scheme = if certificate.is_some() {
+    let public_addr = listeners.public.local_addr()?;
+    announce(&config, public_addr, admin_addr, &live);
+    log.serving();
+    let builds = (config.mode == Mode::Dev).then(|| discover_builds(&config.routes_dir));
+    let (state, _certificate_watch) =
+        server_state(&config, &live, certificate.as_ref(), builds.clone())?;
+    admin.set_phase(Phase::Serving);
+    let settings_files = [&config.load.config, &config.load.env_file];
+    let settings_files = settings_files.into_iter().flatten().cloned().collect();
+    let reloader = Reloader::new(loader, config.routes_dir.clone(), settings_files, live);
+    let reloader = Arc::new(reloader.reported(&errors));
+    let _watchers = Watchers::start(&config, &reloader, builds)?;
+    let shutdown = after_shutdown_signal(admin, config.shutdown_delay);
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+    server::run_threads(listeners.public, Arc::new(state), threads, shutdown).await?;
+    Ok(())
+}
+
+/// Prints where the server listens, then the route table.
+fn announce(
+    config: &ServeConfig,
+    public: SocketAddr,
+    admin: Option<SocketAddr>,
+    live: &LiveRoutes,
+) {
+    let scheme = if config.tls.is_some() {
         "https"
     } else {
         "http"
@@ -587,52 +614,47 @@ async fn run(
     // stdout may be closed (a supervisor that read the address and left):
     // that must not stop the server, so print errors are ignored.
     let mut out = std::io::stdout();
-    let public_addr = listeners.public.local_addr()?;
-    let _ = writeln!(out, "listening on {scheme}://{public_addr}");
-    if let Some(addr) = admin_addr {
+    let _ = writeln!(out, "listening on {scheme}://{public}");
+    if let Some(addr) = admin {
         let _ = writeln!(out, "admin on http://{addr}");
     }
     print_table(&config.routes_dir, &live.current());
-    log.serving();
+}
+
+/// What the serving threads share, and the TLS files' watch if it could
+/// start.
+fn server_state(
+    config: &ServeConfig,
+    live: &Arc<LiveRoutes>,
+    certificate: Option<&Arc<Certificate>>,
+    builds: Option<Arc<Builds>>,
+) -> anyhow::Result<(ServerState, Option<CertificateWatch>)> {
     let mut state = ServerState::new(live.clone(), config.server.clone())
         .with_proxies(TrustedProxies::new(config.trust_proxy.clone()));
-    let _certificate_watch = match &certificate {
-        Some(certificate) => {
-            let acceptor = certificate.acceptor().context("cannot configure TLS")?;
-            state = state.with_tls(acceptor);
-            watch_certificate(certificate)
-        }
-        None => None,
-    };
-    let builds = (config.mode == Mode::Dev).then(|| discover_builds(&config.routes_dir));
-    if let Some(builds) = &builds {
-        state = state.with_builds(builds.clone());
+    let mut watch = None;
+    if let Some(certificate) = certificate {
+        let acceptor = certificate.acceptor().context("cannot configure TLS")?;
+        state = state.with_tls(acceptor);
+        watch = watch_certificate(certificate);
     }
-    admin.set_phase(Phase::Serving);
-    let settings_files = [&config.load.config, &config.load.env_file];
-    let settings_files = settings_files.into_iter().flatten().cloned().collect();
-    let reloader = Reloader::new(loader, config.routes_dir.clone(), settings_files, live);
-    let reloader = Arc::new(reloader.reported(&errors));
-    let _watchers = Watchers::start(&config, &reloader, builds)?;
-    let delay = config.shutdown_delay;
-    let shutdown = async move {
-        shutdown_signal().await;
-        // Not ready first, so that load balancers stop sending; only then
-        // stop accepting.
-        admin.set_phase(Phase::Draining);
-        if !delay.is_zero() {
-            tracing::info!(
-                "shutdown signal: /readyz now 503; still accepting for {delay:?} \
-                 (--shutdown-delay)"
-            );
-            tokio::time::sleep(delay).await;
-        }
-    };
-    let threads = config
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
-    server::run_threads(listeners.public, Arc::new(state), threads, shutdown).await?;
-    Ok(())
+    if let Some(builds) = builds {
+        state = state.with_builds(builds);
+    }
+    Ok((state, watch))
+}
+
+/// Resolves after SIGINT or SIGTERM, once `/readyz` has answered 503 for
+/// `delay`: not ready first, so that load balancers stop sending; only
+/// then does the server stop accepting.
+async fn after_shutdown_signal(admin: Arc<Admin>, delay: Duration) {
+    shutdown_signal().await;
+    admin.set_phase(Phase::Draining);
+    if !delay.is_zero() {
+        tracing::info!(
+            "shutdown signal: /readyz now 503; still accepting for {delay:?} (--shutdown-delay)"
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// `wedge serve` without an `--env-allow` list lets every sidecar read
