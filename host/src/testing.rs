@@ -9,6 +9,12 @@ use crate::sandbox::new_linker;
 /// `version` sets its memory's initial pages, so that versions differ in
 /// content.
 pub(crate) fn component(version: u32) -> Vec<u8> {
+    component_with_handler(version, "")
+}
+
+/// A `wasi:http` component with one memory of `pages` 64 KiB pages, whose
+/// handler's body is `body` (core wasm text; empty: return at once).
+pub(crate) fn component_with_handler(pages: u32, body: &str) -> Vec<u8> {
     let text = format!(
         r#"(component
             (import "wasi:http/types@0.2.0" (instance $types
@@ -17,8 +23,8 @@ pub(crate) fn component(version: u32) -> Vec<u8> {
             (alias export $types "incoming-request" (type $request))
             (alias export $types "response-outparam" (type $outparam))
             (core module $main
-                (memory {version})
-                (func (export "handle") (param i32 i32)))
+                (memory {pages})
+                (func (export "handle") (param i32 i32) {body}))
             (core instance $main (instantiate $main))
             (type $handle (func (param "request" (own $request))
                                 (param "response-out" (own $outparam))))

@@ -234,23 +234,6 @@ mod tests {
     use super::*;
     use crate::engine::{EngineOptions, EpochTicker, new_engine};
 
-    /// A `wasi:http` handler that spins until stopped.
-    const SPIN: &str = r#"(component
-        (import "wasi:http/types@0.2.0" (instance $types
-            (export "incoming-request" (type (sub resource)))
-            (export "response-outparam" (type (sub resource)))))
-        (alias export $types "incoming-request" (type $request))
-        (alias export $types "response-outparam" (type $outparam))
-        (core module $main
-            (memory 1)
-            (func (export "handle") (param i32 i32) (loop $spin (br $spin))))
-        (core instance $main (instantiate $main))
-        (type $handle (func (param "request" (own $request))
-                            (param "response-out" (own $outparam))))
-        (func $handle (type $handle) (canon lift (core func $main "handle")))
-        (instance $handler (export "handle" (func $handle)))
-        (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#;
-
     fn request() -> hyper::Request<http_body_util::Empty<bytes::Bytes>> {
         hyper::Request::builder()
             .uri("http://localhost/spin")
@@ -267,7 +250,8 @@ mod tests {
         let engine = new_engine(options).expect("an engine");
         let _ticker = EpochTicker::start(&engine).expect("the epoch thread");
         let linker = new_linker(&engine).expect("WASI links");
-        let bytes = wat::parse_str(SPIN).expect("valid component text");
+        // A handler that spins until stopped.
+        let bytes = crate::testing::component_with_handler(1, "(loop $spin (br $spin))");
         let component = Component::new(&engine, bytes).expect("compiles");
         let pre = linker.instantiate_pre(&component).expect("links");
         let pre = ProxyPre::new(pre).expect("exports the handler");
