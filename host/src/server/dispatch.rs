@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -18,8 +19,6 @@ use super::methods::{MethodDecision, decide};
 use super::page::dev_page;
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use super::request_id::X_REQUEST_ID;
-use tokio::sync::OwnedSemaphorePermit;
-
 use crate::loader::{LoadError, Ready};
 use crate::sandbox::{self, GuestError, RunStats};
 use crate::settings::RouteSettings;
