@@ -23,8 +23,8 @@ use crate::engine::{
 };
 use crate::live::LiveRoutes;
 use crate::loader::{
-    Cap, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, LoadError, LoadedRoute, Loader,
-    SettingsSource, SizeCaps, read_text_capped,
+    Cap, ConfigReread, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, LoadError, LoadedRoute,
+    Loader, SettingsSource, SizeCaps, read_text_capped,
 };
 use crate::metrics::Metrics;
 use crate::reload::{Reloader, RouteWatch};
@@ -35,7 +35,7 @@ use crate::server::{
     self, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_SHUTDOWN_GRACE, ServerOptions, ServerState, TrustedProxies,
 };
-use crate::settings::{ConfigFile, EnvAllow, Policy};
+use crate::settings::{ConfigFile, Policy, env_allow_list};
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
 #[derive(Debug, Parser)]
@@ -244,8 +244,13 @@ impl LoadArgs {
             std::fs::metadata(file)
                 .with_context(|| format!("cannot read --env-file {}", file.display()))?;
         }
+        let reread = self.config.clone().map(|path| ConfigReread {
+            path,
+            env_allow_flags: self.env_allow.clone(),
+        });
         Ok(SettingsSource {
             config,
+            reread,
             env_file: self.env_file.clone(),
             max_memory: self.max_instance_memory,
             policy,
@@ -255,14 +260,8 @@ impl LoadArgs {
     /// `[limits]`, and `--env-allow` with `env_allow`: a list if either
     /// gives one.
     fn policy(&self, config: Option<&(PathBuf, ConfigFile)>) -> anyhow::Result<Policy> {
-        let from_config = config.and_then(|(_, config)| config.env_allow.clone());
-        let env_allow = if self.env_allow.is_empty() && from_config.is_none() {
-            None
-        } else {
-            let mut patterns = self.env_allow.clone();
-            patterns.extend(from_config.unwrap_or_default());
-            Some(EnvAllow::new(&patterns).context("--env-allow")?)
-        };
+        let from_config = config.and_then(|(_, config)| config.env_allow.as_deref());
+        let env_allow = env_allow_list(&self.env_allow, from_config).context("--env-allow")?;
         Ok(Policy {
             limits: config.map(|(file, config)| (file.clone(), config.limits.clone())),
             env_allow,

@@ -25,7 +25,9 @@ use crate::engine::{
 };
 use crate::routing::{EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
-use crate::settings::{Policy, RouteSettings, SettingsError, SettingsLayer, parse_env_file};
+use crate::settings::{
+    ConfigFile, Policy, RouteSettings, SettingsError, SettingsLayer, env_allow_list, parse_env_file,
+};
 
 pub use files::{
     Cap, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, FileError, SizeCaps, read_text_capped,
@@ -155,8 +157,11 @@ pub struct Ready {
 /// Where route settings come from besides each route's sidecar.
 #[derive(Debug, Clone, Default)]
 pub struct SettingsSource {
-    /// `--config`: its path and `[defaults]`.
+    /// `--config`: its path and `[defaults]`, as read at start-up.
     pub config: Option<(PathBuf, SettingsLayer)>,
+    /// `--config` to read again at every load, so that a change to it
+    /// reloads like a change to a sidecar.
+    pub reread: Option<ConfigReread>,
     /// `--env-file`, re-read at every load.
     pub env_file: Option<PathBuf>,
     /// The most memory a route may ask for: the pool's per-instance size.
@@ -165,7 +170,44 @@ pub struct SettingsSource {
     pub policy: Policy,
 }
 
+/// The `--config` file a load reads again, and what it is combined with.
+#[derive(Debug, Clone)]
+pub struct ConfigReread {
+    /// The file.
+    pub path: PathBuf,
+    /// `--env-allow`, added to the file's `env_allow`.
+    pub env_allow_flags: Vec<String>,
+}
+
 impl SettingsSource {
+    /// This source with `--config` as it is now: its `[defaults]`,
+    /// `[limits]` and `env_allow` read again (the file is read like a
+    /// sidecar: a regular file under `cap`). Without `--config`, itself.
+    fn current(&self, cap: Cap) -> Result<SettingsSource, SettingsError> {
+        let Some(reread) = &self.reread else {
+            return Ok(self.clone());
+        };
+        let error = |key: Option<&str>, message: String| SettingsError {
+            file: reread.path.clone(),
+            key: key.map(str::to_owned),
+            message,
+        };
+        let text = read_text_capped(&reread.path, cap).map_err(|e| error(None, e.reason()))?;
+        let config = ConfigFile::parse(&reread.path, &text)?;
+        let env_allow = env_allow_list(&reread.env_allow_flags, config.env_allow.as_deref())
+            .map_err(|e| error(Some("env_allow"), e.to_string()))?;
+        Ok(SettingsSource {
+            config: Some((reread.path.clone(), config.defaults)),
+            reread: None,
+            env_file: self.env_file.clone(),
+            max_memory: self.max_memory,
+            policy: Policy {
+                limits: Some((reread.path.clone(), config.limits)),
+                env_allow,
+            },
+        })
+    }
+
     /// The variables `${NAME}` may name: the host's environment, then the env file.
     /// The env file is read like a sidecar: a regular file under `cap`.
     fn vars(&self, cap: Cap) -> Result<BTreeMap<String, String>, SettingsError> {
@@ -383,8 +425,16 @@ impl Loader {
             .sort_by_key(|c| served_before(previous, &c.file).is_none());
         let previous_routes = previous.map_or(&[][..], |table| table.routes());
         let compiled = self.compile_all(&scan.candidates, previous_routes);
-        let vars = self.settings.vars(self.sidecar_cap());
-        if let Err(error) = &vars {
+        // `--config` and `--env-file` as they are now; if either cannot be
+        // used, every route keeps the version it had.
+        let inputs = self
+            .settings
+            .current(self.sidecar_cap())
+            .and_then(|source| {
+                let vars = source.vars(self.sidecar_cap())?;
+                Ok((source, vars))
+            });
+        if let Err(error) = &inputs {
             scan.errors
                 .push(Arc::new(LoadError::Settings(error.clone())));
         }
@@ -405,7 +455,13 @@ impl Loader {
                 scan.unsettled.push(file);
                 continue;
             }
-            routes.push(self.assemble(candidate, &compiled, &vars, previous, &mut scan.errors));
+            routes.push(Self::assemble(
+                candidate,
+                &compiled,
+                &inputs,
+                previous,
+                &mut scan.errors,
+            ));
         }
         let (table, conflicts) = RouteTable::new(routes);
         let conflicts = conflicts.into_iter().map(|c| Arc::new(LoadError::from(c)));
@@ -477,10 +533,9 @@ impl Loader {
     /// The route `candidate` becomes: its compiled version with its
     /// settings, or its failure (beside the previous version, if that worked).
     fn assemble(
-        &self,
         candidate: Candidate,
         compiled: &Compiled,
-        vars: &Result<BTreeMap<String, String>, SettingsError>,
+        inputs: &Result<(SettingsSource, BTreeMap<String, String>), SettingsError>,
         previous: Option<&RouteTable<LoadedRoute>>,
         errors: &mut Vec<Arc<LoadError>>,
     ) -> Route<LoadedRoute> {
@@ -495,10 +550,8 @@ impl Loader {
             }
             Err(error) => (String::new(), Err(Arc::new(error))),
         };
-        let settings = match vars {
-            Ok(vars) => self
-                .settings
-                .for_route(&candidate.file, &candidate.sidecar, vars),
+        let settings = match inputs {
+            Ok((source, vars)) => source.for_route(&candidate.file, &candidate.sidecar, vars),
             Err(error) => Err(error.clone()),
         };
         let value = match (loaded, settings) {

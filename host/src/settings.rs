@@ -263,6 +263,20 @@ impl Default for RouteSettings {
     }
 }
 
+/// The `${NAME}` allow-list from `--env-allow` (`flags`) and `env_allow`
+/// in `--config`: a list if either gives one, else `None` (any variable).
+pub fn env_allow_list(
+    flags: &[String],
+    config: Option<&[String]>,
+) -> Result<Option<EnvAllow>, InvalidEnvPattern> {
+    if flags.is_empty() && config.is_none() {
+        return Ok(None);
+    }
+    let mut patterns = flags.to_vec();
+    patterns.extend(config.unwrap_or_default().iter().cloned());
+    EnvAllow::new(&patterns).map(Some)
+}
+
 /// What the operator imposes on every route, beside `[defaults]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {

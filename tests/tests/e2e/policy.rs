@@ -237,3 +237,38 @@ async fn defaults_over_a_ceiling_or_an_absurd_duration_stop_the_start() {
         "{stderr}"
     );
 }
+
+/// Replaces `file`'s content at once, as editors and secret managers do
+/// (a new file renamed over it), so no reload reads it half-written.
+fn replace(file: &std::path::Path, text: &str) {
+    let new = file.with_extension("new");
+    std::fs::write(&new, text).expect("write the new config");
+    std::fs::rename(&new, file).expect("rename it into place");
+}
+
+#[tokio::test]
+async fn a_config_change_reloads_and_a_broken_config_keeps_the_settings() {
+    let routes = Routes::new().with("r.wasm", "inspect");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wedge.toml");
+    std::fs::write(&config, "[defaults]\nmethods = [\"GET\"]\n").unwrap();
+    let args: [&OsStr; 2] = ["--config".as_ref(), config.as_os_str()];
+    let server = Server::start_with(routes.path(), &args).await;
+    let client = server.http1();
+    assert_eq!(client.post("/r", "x").await.status(), 405);
+
+    // A new [defaults] applies without a restart.
+    replace(&config, "[defaults]\nmethods = [\"GET\", \"POST\"]\n");
+    crate::reload::eventually_post_ok(&client, "/r").await;
+
+    // A broken one is an error naming the file; the route keeps serving
+    // with the settings it had.
+    replace(&config, "[defaults]\nmethods = \"GET\"\n");
+    let log = server.log.wait_for("still serving version").await;
+    assert!(
+        log.contains(&config.display().to_string()),
+        "the error names the config file:\n{log}"
+    );
+    assert_eq!(client.post("/r", "x").await.status(), 200);
+    assert_eq!(client.get("/r").await.status(), 200);
+}
