@@ -1,6 +1,5 @@
 //! Running one route's build command and putting its output in place.
 
-use std::fmt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
@@ -11,22 +10,10 @@ use super::RouteBuild;
 /// put the summary. A page of errors is a few KiB.
 const MAX_OUTPUT: usize = 64 << 10;
 
-/// A build that did not produce a new version.
-#[derive(Debug)]
-pub struct BuildFailure {
-    /// What went wrong, then what the command printed (its end).
-    pub output: String,
-}
-
-impl fmt::Display for BuildFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.output)
-    }
-}
-
 /// Runs `build`'s command; on success, installs its output as the route's
-/// `.wasm`. Logs one line either way (with the output, if it failed).
-pub(super) async fn run(build: &RouteBuild) -> Result<(), BuildFailure> {
+/// `.wasm`. Logs one line either way. A build that did not produce a new
+/// version is what went wrong, then what the command printed (its end).
+pub(super) async fn run(build: &RouteBuild) -> Result<(), String> {
     let started = Instant::now();
     let result = command(build).await.and_then(|()| install(build));
     let ms = started.elapsed().as_millis();
@@ -37,7 +24,7 @@ pub(super) async fn run(build: &RouteBuild) -> Result<(), BuildFailure> {
         }
         Err(output) => {
             tracing::error!(route = %build.name, "build failed in {ms} ms:\n{output}");
-            Err(BuildFailure { output })
+            Err(output)
         }
     }
 }

@@ -364,7 +364,7 @@ impl RouteBuild {
                         reloader.reload().await;
                         None
                     }
-                    Err(failure) => Some(Arc::from(failure.output)),
+                    Err(output) => Some(Arc::from(output)),
                 };
                 self.status.send_modify(|status| {
                     status.running = false;
