@@ -10,9 +10,12 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Every workspace member's folder: cargo loads all members' manifests to
 # resolve the workspace, and --locked needs Cargo.lock to match them all.
-# Only `wedge` (host/) is compiled. Guests, examples, WIT and docs stay out
-# (.dockerignore also drops tests' fixtures and end-to-end tests).
+# Only `wedge` (host/) is compiled, and it reads wit/ as it compiles (the
+# key-value interfaces' bindings are generated from wit/deps/keyvalue.wit).
+# Guests, examples and docs stay out (.dockerignore also drops tests'
+# fixtures and end-to-end tests).
 COPY Cargo.toml Cargo.lock ./
+COPY wit wit
 COPY host host
 COPY baseline baseline
 COPY tests tests
@@ -20,13 +23,15 @@ COPY toolchains toolchains
 COPY xtask xtask
 # Cache mounts keep downloaded crates and build output between builds
 # (wasmtime takes minutes to compile); the binary is copied out because a
-# cache mount is not part of the image. /out/cache becomes the image's
-# /cache, owned by the runtime user, for runs without a volume there.
+# cache mount is not part of the image. /out/cache and /out/data become the
+# image's /cache and /data, owned by the runtime user, for runs without a
+# volume there (a new named volume at /data, as in `docker run -v
+# wedge-data:/data`, starts as a copy of it, owner and mode included).
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p wedge \
     && install -D -m 0755 target/release/wedge /out/wedge \
-    && install -d -m 0700 -o 65532 -g 65532 /out/cache
+    && install -d -m 0700 -o 65532 -g 65532 /out/cache /out/data
 
 # Runtime: glibc and libgcc (what a Rust binary links) and nothing else: no
 # shell, no package manager. `nonroot` is uid/gid 65532.
@@ -34,11 +39,15 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/wedge /usr/local/bin/wedge
 # --chown: COPY makes files root's unless told otherwise.
 COPY --from=build --chown=65532:65532 /out/cache /cache
+COPY --from=build --chown=65532:65532 /out/data /data
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 # 3000: the routes. 9000: admin (/healthz, /readyz, /metrics, /routes).
 EXPOSE 3000 9000
 ENTRYPOINT ["/usr/local/bin/wedge"]
-# The compile cache is a subfolder: wedge creates it 0700 and refuses one
-# that group or others can write (a Kubernetes emptyDir at /cache is 0777).
-CMD ["serve", "/routes", "--listen", "0.0.0.0:3000", "--admin", "0.0.0.0:9000", "--cache-dir", "/cache/wedge", "--log-format", "json"]
+# The compile cache and the embedded key-value stores are subfolders: wedge
+# creates each 0700 and refuses one that group or others can write (a
+# Kubernetes emptyDir is 0777). Mount a volume at /data to keep the stores
+# when the container goes; wedge opens --data-dir at every start-up, and the
+# default (.wedge/data under the working folder, /) is not writable.
+CMD ["serve", "/routes", "--listen", "0.0.0.0:3000", "--admin", "0.0.0.0:9000", "--cache-dir", "/cache/wedge", "--data-dir", "/data/wedge", "--log-format", "json"]

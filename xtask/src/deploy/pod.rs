@@ -1,6 +1,7 @@
 //! The Deployment's pod and the container in it that runs `wedge serve`:
 //! its ports, probes, shutdown, security context, resources and volumes,
-//! checked against the settings `wedge` resolved from its arguments.
+//! checked against the settings `wedge` resolved from its arguments. (Where
+//! the key-value stores live, and so how many pods may run: [`super::stores`].)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub(crate) struct Pod<'a> {
 }
 
 impl Pod<'_> {
-    fn spec(&self) -> &Value {
+    pub(crate) fn spec(&self) -> &Value {
         &self.template["spec"]
     }
 
@@ -59,7 +60,7 @@ impl Pod<'_> {
 
     /// The container's mount that holds `path` (the deepest, as the kubelet
     /// stacks them), and the pod volume it names if there is one.
-    fn mount_of(&self, path: &str) -> Option<(&Value, Option<&Value>)> {
+    pub(crate) fn mount_of(&self, path: &str) -> Option<(&Value, Option<&Value>)> {
         let mount = self.container["volumeMounts"]
             .as_array()?
             .iter()
@@ -74,7 +75,7 @@ impl Pod<'_> {
     }
 }
 
-fn mount_path(mount: &Value) -> String {
+pub(crate) fn mount_path(mount: &Value) -> String {
     mount["mountPath"]
         .as_str()
         .unwrap_or("")
@@ -106,7 +107,12 @@ pub(crate) fn check(pod: &Pod, settings: &ServeConfig, problems: &mut Vec<String
     check_termination_grace(pod, settings, problems);
     check_memory_limit(pod, settings, problems);
     check_routes_volume(pod, settings, problems);
-    check_cache_volume(pod, settings, problems);
+    if let Some(cache) = settings.cache() {
+        check_writable_folder(pod, "--cache-dir", cache, problems);
+    }
+    if let Some(data) = settings.data() {
+        check_writable_folder(pod, "--data-dir", data, problems);
+    }
 }
 
 /// `--listen`'s and `--admin`'s ports are containerPorts.
@@ -348,23 +354,21 @@ fn check_configmap_item(file: &str, item: &Value, problems: &mut Vec<String>) {
     }
 }
 
-/// `--cache-dir` is on a writable volume (the root filesystem is
-/// read-only), in a subfolder of its mount: wedge creates the folder 0700
-/// and refuses one that others can write, as an emptyDir (0777) is.
-fn check_cache_volume(pod: &Pod, settings: &ServeConfig, problems: &mut Vec<String>) {
+/// The folder of `flag` (`--cache-dir`, `--data-dir`) is on a writable
+/// volume (the root filesystem is read-only), in a subfolder of its mount:
+/// wedge creates the folder 0700 and refuses one that others can write, as
+/// an emptyDir (0777) is.
+fn check_writable_folder(pod: &Pod, flag: &str, folder: &str, problems: &mut Vec<String>) {
     let file = pod.file;
-    let Some(cache) = settings.cache() else {
-        return; // check_settings says so.
-    };
-    let Some((mount, volume)) = pod.mount_of(cache) else {
+    let Some((mount, volume)) = pod.mount_of(folder) else {
         problems.push(format!(
-            "{file}: --cache-dir {cache} is on no volume, and the root filesystem is read-only"
+            "{file}: {flag} {folder} is on no volume, and the root filesystem is read-only"
         ));
         return;
     };
-    if mount_path(mount) == cache {
+    if mount_path(mount) == folder {
         problems.push(format!(
-            "{file}: --cache-dir {cache} is the mount itself: use a subfolder \
+            "{file}: {flag} {folder} is the mount itself: use a subfolder \
              (wedge creates it 0700; an emptyDir is 0777, which wedge refuses)"
         ));
     }
@@ -376,7 +380,7 @@ fn check_cache_volume(pod: &Pod, settings: &ServeConfig, problems: &mut Vec<Stri
         });
     if read_only {
         problems.push(format!(
-            "{file}: --cache-dir {cache} is on a read-only mount or volume"
+            "{file}: {flag} {folder} is on a read-only mount or volume"
         ));
     }
 }

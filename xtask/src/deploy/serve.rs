@@ -38,6 +38,11 @@ pub(crate) struct ServeConfig {
     /// `--cache-dir` as given; `None` is wedge's default, under the user's
     /// cache folder.
     pub(crate) cache_dir: Option<String>,
+    /// `--data-dir` as given (default `.wedge/data`, under the working
+    /// folder): where the embedded key-value stores are.
+    pub(crate) data_dir: String,
+    /// `--config` as given: among others, where the key-value stores are.
+    pub(crate) config: Option<String>,
     /// `--shutdown-grace`.
     pub(crate) shutdown_grace_ms: u64,
     /// `--shutdown-delay`.
@@ -64,6 +69,11 @@ impl ServeConfig {
     /// `--cache-dir` without a trailing `/`, if it is given and absolute.
     pub(crate) fn cache(&self) -> Option<&str> {
         self.cache_dir.as_deref().and_then(absolute)
+    }
+
+    /// `--data-dir` without a trailing `/`, if it is absolute.
+    pub(crate) fn data(&self) -> Option<&str> {
+        absolute(&self.data_dir)
     }
 }
 
@@ -124,6 +134,7 @@ pub(crate) fn check_settings(config: &ServeConfig, context: &str, problems: &mut
     check_routes_dir(config, context, problems);
     check_listeners(config, context, problems);
     check_cache_dir(config, context, problems);
+    check_data_dir(config, context, problems);
 }
 
 /// The command is `wedge serve`: `wedge dev` rebuilds routes from source
@@ -189,14 +200,45 @@ fn check_cache_dir(config: &ServeConfig, context: &str, problems: &mut Vec<Strin
     }
 }
 
+/// `--data-dir` is absolute, since the default is under the working
+/// folder (`/` in the image, not writable) and wedge opens it at every
+/// start-up; outside the routes folder, which wedge refuses; and apart
+/// from `--cache-dir`: a cache is for throwing away, the stores are not.
+fn check_data_dir(config: &ServeConfig, context: &str, problems: &mut Vec<String>) {
+    let Some(data) = config.data() else {
+        problems.push(format!(
+            "{context}: no absolute --data-dir (the default {:?} is under the working \
+             folder, / in the image, which is not writable; wedge opens it at every start-up)",
+            config.data_dir
+        ));
+        return;
+    };
+    if let Some(routes) = config.routes()
+        && under(data, routes)
+    {
+        problems.push(format!(
+            "{context}: --data-dir {data} is inside the routes folder {routes}, which wedge refuses"
+        ));
+    }
+    if let Some(cache) = config.cache()
+        && (under(data, cache) || under(cache, data))
+    {
+        problems.push(format!(
+            "{context}: --data-dir {data} and --cache-dir {cache} overlap: give each a folder \
+             of its own"
+        ));
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
     /// What `wedge serve /routes --listen=0.0.0.0:3000 --admin=0.0.0.0:9000
-    /// --cache-dir=/cache/wedge --log-format=json --shutdown-delay=5s
-    /// --max-instances=4 --max-instance-memory=16MiB --print-config` prints:
+    /// --cache-dir=/cache/wedge --data-dir=/data/wedge --log-format=json
+    /// --shutdown-delay=5s --max-instances=4 --max-instance-memory=16MiB
+    /// --print-config` prints:
     /// the settings the tests' Dockerfile and manifests agree with.
     pub(crate) fn printed() -> Value {
         json!({
@@ -216,6 +258,7 @@ pub(crate) mod tests {
             "max_connections": 10000,
             "threads": null,
             "cache_dir": "/cache/wedge",
+            "data_dir": "/data/wedge",
             "config": null, "env_file": null,
             "env_allow": [],
             "max_instances": 4,
@@ -272,7 +315,7 @@ pub(crate) mod tests {
             problems
         };
         assert_eq!(problems(&settings_with(|_| {})), Vec::<String>::new());
-        let cases: [Case; 6] = [
+        let cases: [Case; 9] = [
             ("runs `wedge dev`", |p| p["command"] = json!("dev")),
             ("absolute path", |p| p["routes_dir"] = json!("routes")),
             ("no --admin", |p| p["admin"] = Value::Null),
@@ -283,6 +326,18 @@ pub(crate) mod tests {
             ("inside the watched routes folder", |p| {
                 p["cache_dir"] = json!("/routes/.cache");
             }),
+            ("no absolute --data-dir", |p| {
+                p["data_dir"] = json!(".wedge/data")
+            }),
+            ("--data-dir /routes/data is inside the routes folder", |p| {
+                p["data_dir"] = json!("/routes/data");
+            }),
+            (
+                "--data-dir /cache/wedge/kv and --cache-dir /cache/wedge overlap",
+                |p| {
+                    p["data_dir"] = json!("/cache/wedge/kv");
+                },
+            ),
         ];
         for (expected, change) in cases {
             let problems = problems(&settings_with(change));
