@@ -21,7 +21,8 @@ fn main() {
         .expect("OUT_DIR has the usual shape")
         .join("wasm-guests");
 
-    for workspace in ["tests/fixtures", "examples", "guest-sdk"] {
+    // wit/: the SDK's `kv` bindings are generated from wit/deps/keyvalue.wit.
+    for workspace in ["tests/fixtures", "examples", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(workspace).display());
     }
     build_guests(&root.join("tests/fixtures/Cargo.toml"), &target_dir);

@@ -102,7 +102,8 @@ impl Error {
     }
 }
 
-/// `?` on any error: a `500`, its cause logged. (Like `anyhow::Error`,
+/// `?` on any error: a `500`, its cause logged; a [`kv::Error`](crate::kv::Error)
+/// keeps [its own status](crate::kv::Error::status). (Like `anyhow::Error`,
 /// [`Error`] is not itself a `std::error::Error`, which is what lets this
 /// impl cover every error type.)
 impl<E> From<E> for Error
@@ -110,10 +111,14 @@ where
     E: Into<wstd::http::Error>,
 {
     fn from(cause: E) -> Error {
+        let cause = cause.into();
+        let status = cause
+            .downcast_ref::<crate::kv::Error>()
+            .map_or(StatusCode::INTERNAL_SERVER_ERROR, crate::kv::Error::status);
         Error {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
+            status,
             message: String::new(),
-            cause: Some(cause.into()),
+            cause: Some(cause),
         }
     }
 }

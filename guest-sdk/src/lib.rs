@@ -75,6 +75,8 @@
 //!   error that says what was wrong.
 //! - [`Router`]: one handler per method, with `405`, `HEAD` and `OPTIONS`.
 //! - [`fetch`]: outbound HTTP to the hosts the route's sidecar allows.
+//! - [`kv`]: key-value stores that outlive the request, for the stores the
+//!   route's sidecar lists.
 //! - [`body`]: streaming response and request bodies.
 //!
 //! # Environment and secrets
@@ -88,14 +90,16 @@
 //! # State
 //!
 //! Wedge runs every request in a fresh instance, so statics and
-//! `thread_local!`s start anew each time: keep state in a database or an
-//! upstream API, reached with [`fetch`].
+//! `thread_local!`s start anew each time: keep state in a [`kv`] store
+//! (`key_value_stores = ["default"]` in the sidecar), or in a database or
+//! an upstream API reached with [`fetch`].
 
 pub mod body;
 mod error;
 mod fetch;
 #[cfg(feature = "json")]
 mod json;
+pub mod kv;
 mod params;
 mod response;
 mod router;

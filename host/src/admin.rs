@@ -5,7 +5,8 @@
 //!
 //! - `GET /healthz`: 200 while the process runs.
 //! - `GET /readyz`: 200 once the first route table is loaded; 503 while
-//!   loading and from the shutdown signal on.
+//!   loading, while a Redis key-value store has not answered since
+//!   start-up, and from the shutdown signal on.
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 //! - `GET /routes`: the route table as JSON.
 
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::kv::Stores;
 use crate::live::LiveRoutes;
 use crate::loader::LoadedRoute;
 use crate::metrics;
@@ -48,6 +50,8 @@ pub struct Admin {
     phase: AtomicU8,
     routes: Arc<LiveRoutes>,
     routes_dir: PathBuf,
+    /// The key-value stores, whose Redis ones `/readyz` waits for.
+    stores: Option<Arc<Stores>>,
 }
 
 impl Admin {
@@ -58,7 +62,22 @@ impl Admin {
             phase: AtomicU8::new(Phase::Loading as u8),
             routes,
             routes_dir: routes_dir.to_owned(),
+            stores: None,
         }
+    }
+
+    /// `/readyz` answers 503 while a Redis store of `stores` has not
+    /// answered since start-up.
+    pub fn with_stores(mut self, stores: Arc<Stores>) -> Admin {
+        self.stores = Some(stores);
+        self
+    }
+
+    /// Why the server is not ready though serving: Redis stores not reached.
+    fn unreached(&self) -> Vec<String> {
+        self.stores
+            .as_ref()
+            .map_or_else(Vec::new, |stores| stores.unreached())
     }
 
     /// Sets the phase; `/readyz` answers by it from the next probe on.
@@ -85,7 +104,13 @@ impl Admin {
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => match self.phase() {
-                Phase::Serving => text(StatusCode::OK, "ready\n"),
+                Phase::Serving => match self.unreached() {
+                    unreached if unreached.is_empty() => text(StatusCode::OK, "ready\n"),
+                    unreached => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("{}\n", unreached.join("\n")),
+                    ),
+                },
                 Phase::Loading => text(StatusCode::SERVICE_UNAVAILABLE, "loading routes\n"),
                 Phase::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
             },
@@ -123,8 +148,8 @@ impl Admin {
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     let content_type = HeaderValue::from_static("text/plain; charset=utf-8");
     response
@@ -174,6 +199,7 @@ fn settings_json(settings: &RouteSettings) -> Value {
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
+        "key_value_stores": settings.key_value_stores,
         "env": settings.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
     })
 }
@@ -231,7 +257,10 @@ mod tests {
     fn admin() -> (tempfile::TempDir, Arc<LiveRoutes>, Admin) {
         let dir = tempfile::tempdir().expect("a temporary folder");
         std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();
-        let live = Arc::new(LiveRoutes::new(Arc::new(Metrics::new(&Default::default()))));
+        let live = Arc::new(LiveRoutes::new(Arc::new(Metrics::new(
+            &Default::default(),
+            &Default::default(),
+        ))));
         let admin = Admin::new(live.clone(), dir.path());
         (dir, live, admin)
     }

@@ -286,7 +286,7 @@ fn check_private(dir: &Path) -> Result<(), CacheError> {
     unsafe_code,
     reason = "geteuid has no preconditions and cannot fail; std has no safe wrapper"
 )]
-fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid(2) takes nothing, touches no memory and always succeeds.
     unsafe { libc::geteuid() }
 }

@@ -1,5 +1,6 @@
 //! The `wedge` command line: `serve`, `dev` and `routes`.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -21,6 +22,7 @@ use crate::dev::{Builds, DevWatch};
 use crate::engine::{
     DEFAULT_MAX_INSTANCE_MEMORY, DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine,
 };
+use crate::kv::{DEFAULT_DATA_DIR, KvMetrics, Stores};
 use crate::live::LiveRoutes;
 use crate::loader::{
     Cap, ConfigReread, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, LoadError, LoadedRoute,
@@ -35,7 +37,7 @@ use crate::server::{
     self, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_SHUTDOWN_GRACE, ServerOptions, ServerState, TrustedProxies,
 };
-use crate::settings::{ConfigFile, Policy, env_allow_list};
+use crate::settings::{ConfigFile, Policy, StoreConfig, env_allow_list};
 
 /// Wedge: serve a folder of wasi:http components at the URLs their paths name.
 #[derive(Debug, Parser)]
@@ -127,6 +129,11 @@ struct ServeArgs {
     /// Serving threads, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<NonZeroUsize>,
+    /// Where embedded key-value stores keep their data: created private
+    /// (0700); refused if others can write it, if it is inside the routes
+    /// folder, or if another Wedge server has it open.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
     /// Print the settings these flags resolve to, as JSON, and exit without
     /// binding or reading any file (what `cargo xtask deploy-check` reads).
     #[arg(long, hide = true)]
@@ -225,7 +232,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl LoadArgs {
-    fn settings(&self) -> anyhow::Result<SettingsSource> {
+    /// How routes' settings are read, and `--config`'s `[key_value]` stores.
+    fn settings(&self) -> anyhow::Result<(SettingsSource, BTreeMap<String, StoreConfig>)> {
         let config = match &self.config {
             Some(file) => {
                 let cap = Cap {
@@ -239,6 +247,10 @@ impl LoadArgs {
             None => None,
         };
         let policy = self.policy(config.as_ref())?;
+        let key_value = config
+            .as_ref()
+            .map(|(_, config)| config.key_value.clone())
+            .unwrap_or_default();
         let config = config.map(|(file, config)| (file, config.defaults));
         if let Some(file) = &self.env_file {
             std::fs::metadata(file)
@@ -247,14 +259,16 @@ impl LoadArgs {
         let reread = self.config.clone().map(|path| ConfigReread {
             path,
             env_allow_flags: self.env_allow.clone(),
+            key_value: key_value.clone(),
         });
-        Ok(SettingsSource {
+        let source = SettingsSource {
             config,
             reread,
             env_file: self.env_file.clone(),
             max_memory: self.max_instance_memory,
             policy,
-        })
+        };
+        Ok((source, key_value))
     }
 
     /// `[limits]`, and `--env-allow` with `env_allow`: a list if either
@@ -422,6 +436,7 @@ struct ServeConfig {
     shutdown_delay: Duration,
     /// Serving threads; `None`: one per core.
     threads: Option<NonZeroUsize>,
+    data_dir: PathBuf,
     server: ServerOptions,
     load: LoadArgs,
 }
@@ -451,6 +466,7 @@ impl ServeConfig {
             watch: !args.no_watch,
             shutdown_delay: args.shutdown_delay,
             threads: args.threads,
+            data_dir: args.data_dir,
             server,
             load: args.load,
         }
@@ -480,6 +496,7 @@ impl ServeConfig {
             "max_connections": self.server.max_connections,
             "threads": self.threads,
             "cache_dir": path(self.load.cache_dir.as_ref()),
+            "data_dir": self.data_dir.display().to_string(),
             "config": path(self.load.config.as_ref()),
             "env_file": path(self.load.env_file.as_ref()),
             "env_allow": self.load.env_allow,
@@ -557,13 +574,20 @@ async fn run(
     log: &LogSink,
 ) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
-    let settings = config.load.settings()?;
+    let (settings, key_value) = config.load.settings()?;
     let env_listed = settings.policy.env_allow.is_some();
+    let kv_metrics = KvMetrics::default();
+    let stores = Arc::new(open_stores(&config, &key_value, kv_metrics.clone())?);
     let (engine, loader) = new_loader(&config.load, settings)?;
     warn_if_env_unlisted(&config, env_listed);
-    let metrics = Arc::new(Metrics::new(loader.cache_stats()));
+    let metrics = Arc::new(Metrics::new(loader.cache_stats(), &kv_metrics));
     let live = Arc::new(LiveRoutes::new(metrics));
-    let admin = Arc::new(Admin::new(live.clone(), &config.routes_dir));
+    let admin = Admin::new(live.clone(), &config.routes_dir).with_stores(stores.clone());
+    let admin = Arc::new(admin);
+    tokio::spawn({
+        let stores = stores.clone();
+        async move { stores.reach_redis().await }
+    });
     // Probes are answered while the first table loads (a cold cache can
     // take seconds): alive, not ready.
     let admin_addr = match listeners.admin {
@@ -583,7 +607,7 @@ async fn run(
     log.serving();
     let builds = (config.mode == Mode::Dev).then(|| discover_builds(&config.routes_dir));
     let (state, _certificate_watch) =
-        server_state(&config, &live, certificate.as_ref(), builds.clone())?;
+        server_state(&config, &live, stores, certificate.as_ref(), builds.clone())?;
     admin.set_phase(Phase::Serving);
     let settings_files = [&config.load.config, &config.load.env_file];
     let settings_files = settings_files.into_iter().flatten().cloned().collect();
@@ -625,10 +649,11 @@ fn announce(
 fn server_state(
     config: &ServeConfig,
     live: &Arc<LiveRoutes>,
+    stores: Arc<Stores>,
     certificate: Option<&Arc<Certificate>>,
     builds: Option<Arc<Builds>>,
 ) -> anyhow::Result<(ServerState, Option<CertificateWatch>)> {
-    let mut state = ServerState::new(live.clone(), config.server.clone())
+    let mut state = ServerState::new(live.clone(), stores, config.server.clone())
         .with_proxies(TrustedProxies::new(config.trust_proxy.clone()));
     let mut watch = None;
     if let Some(certificate) = certificate {
@@ -640,6 +665,41 @@ fn server_state(
         state = state.with_builds(builds);
     }
     Ok((state, watch))
+}
+
+/// Opens the key-value stores: the data folder (refused inside the routes
+/// folder, whose files are served and watched) and `[key_value]`'s stores.
+fn open_stores(
+    config: &ServeConfig,
+    key_value: &BTreeMap<String, StoreConfig>,
+    metrics: KvMetrics,
+) -> anyhow::Result<Stores> {
+    let data_dir = std::path::absolute(&config.data_dir)
+        .with_context(|| format!("--data-dir {}", config.data_dir.display()))?;
+    let routes_dir = config.routes_dir.canonicalize().with_context(|| {
+        format!(
+            "cannot resolve the routes folder {}",
+            config.routes_dir.display()
+        )
+    })?;
+    let inside = |dir: &Path| dir.starts_with(&routes_dir);
+    if inside(&data_dir) || data_dir.canonicalize().is_ok_and(|dir| inside(&dir)) {
+        bail!(
+            "--data-dir {} is inside the routes folder {}: stores would be served and \
+             watched as routes; pass a --data-dir outside it",
+            config.data_dir.display(),
+            config.routes_dir.display()
+        );
+    }
+    let stores = Stores::open(&data_dir, key_value, metrics)?;
+    tracing::info!(
+        "embedded key-value stores in {}",
+        stores.database_file().display()
+    );
+    for (name, address) in stores.redis_stores() {
+        tracing::info!("key-value store {name:?} on Redis at {address}");
+    }
+    Ok(stores)
 }
 
 /// Resolves after SIGINT or SIGTERM, once `/readyz` has answered 503 for
@@ -751,7 +811,8 @@ fn discover_builds(dir: &Path) -> Arc<Builds> {
 
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     check_routes_dir(&args.routes_dir)?;
-    let (_engine, loader) = new_loader(&args.load, args.load.settings()?)?;
+    let (settings, _) = args.load.settings()?;
+    let (_engine, loader) = new_loader(&args.load, settings)?;
     let loaded = loader.load_dir(&args.routes_dir, None);
     print_table(&args.routes_dir, &loaded.table);
     for error in &loaded.errors {
@@ -839,6 +900,7 @@ mod tests {
         assert_eq!(config.shutdown_delay, DEFAULT_SHUTDOWN_DELAY);
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(config.routes_dir, Path::new(DEFAULT_ROUTES_DIR));
+        assert_eq!(config.data_dir, Path::new(DEFAULT_DATA_DIR));
         let load = &config.load;
         assert_eq!(load.max_instances, DEFAULT_MAX_INSTANCES);
         assert_eq!(load.max_instance_memory, DEFAULT_MAX_INSTANCE_MEMORY);
@@ -899,6 +961,7 @@ mod tests {
             serde_json::json!(["10.0.0.0/8", "192.168.0.1/32"])
         );
         assert_eq!(json["cache_dir"], serde_json::Value::Null);
+        assert_eq!(json["data_dir"], DEFAULT_DATA_DIR);
         assert_eq!(json["threads"], serde_json::Value::Null);
     }
 }

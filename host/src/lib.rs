@@ -25,6 +25,7 @@ pub mod cli;
 mod dev;
 mod engine;
 mod guest_log;
+mod kv;
 mod live;
 mod loader;
 mod metrics;

@@ -26,7 +26,8 @@ use crate::engine::{
 use crate::routing::{EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable};
 use crate::sandbox::GuestState;
 use crate::settings::{
-    ConfigFile, Policy, RouteSettings, SettingsError, SettingsLayer, env_allow_list, parse_env_file,
+    ConfigFile, Policy, RouteSettings, SettingsError, SettingsLayer, StoreConfig, env_allow_list,
+    parse_env_file,
 };
 
 pub use files::{
@@ -177,6 +178,9 @@ pub struct ConfigReread {
     pub path: PathBuf,
     /// `--env-allow`, added to the file's `env_allow`.
     pub env_allow_flags: Vec<String>,
+    /// `[key_value.NAME]` as read at start-up: the stores are opened once,
+    /// so a change to them is said, not applied.
+    pub key_value: BTreeMap<String, StoreConfig>,
 }
 
 impl SettingsSource {
@@ -194,6 +198,13 @@ impl SettingsSource {
         };
         let text = read_text_capped(&reread.path, cap).map_err(|e| error(None, e.reason()))?;
         let config = ConfigFile::parse(&reread.path, &text)?;
+        if config.key_value != reread.key_value {
+            tracing::warn!(
+                "{}: [key_value] changed; the stores keep the backends and limits read at \
+                 start-up until the server restarts",
+                reread.path.display()
+            );
+        }
         let env_allow = env_allow_list(&reread.env_allow_flags, config.env_allow.as_deref())
             .map_err(|e| error(Some("env_allow"), e.to_string()))?;
         Ok(SettingsSource {

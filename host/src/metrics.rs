@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cache::CacheStats;
+use crate::kv::KvMetrics;
 use crate::loader::{LoadedRoute, same_error};
 use crate::routing::RouteTable;
 
@@ -90,9 +91,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric; `cache` is the loader's compile-cache counters.
-    pub fn new(cache: &CacheStats) -> Metrics {
+    /// Registers every metric; `cache` is the loader's compile-cache
+    /// counters, `kv` the key-value stores'.
+    pub fn new(cache: &CacheStats, kv: &KvMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("wedge");
+        kv.register(&mut registry);
         let requests = Family::default();
         registry.register(
             "requests",

@@ -189,7 +189,10 @@ mod tests {
     /// A reloader of a fresh folder into fresh live routes.
     fn reloader() -> (tempfile::TempDir, Arc<LiveRoutes>, Reloader) {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let live = Arc::new(LiveRoutes::new(Arc::new(Metrics::new(&Default::default()))));
+        let live = Arc::new(LiveRoutes::new(Arc::new(Metrics::new(
+            &Default::default(),
+            &Default::default(),
+        ))));
         let reloader = Reloader::new(
             Arc::new(loader()),
             dir.path().to_owned(),

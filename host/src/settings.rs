@@ -72,6 +72,7 @@ use crate::outbound::{AllowList, ConnectionCap};
 mod env_allow;
 mod env_file;
 mod env_template;
+mod key_value;
 mod layer;
 mod limits;
 
@@ -80,6 +81,9 @@ use env_allow::resolve_env;
 pub use env_allow::{EnvAllow, InvalidEnvPattern};
 pub use env_file::parse_env_file;
 use env_template::EnvTemplate;
+pub use key_value::{
+    Backend, DEFAULT_MAX_KEY_SIZE, DEFAULT_MAX_VALUE_SIZE, StoreConfig, is_store_name,
+};
 use limits::Ceilings;
 pub use limits::Limits;
 
@@ -127,6 +131,7 @@ pub struct SettingsLayer {
     cpu_time: Option<Duration>,
     max_outbound_connections: Option<u32>,
     allowed_outbound_hosts: Option<AllowList>,
+    key_value_stores: Option<Vec<String>>,
     env: BTreeMap<String, EnvTemplate>,
     build: Option<BuildSettings>,
 }
@@ -155,6 +160,8 @@ pub struct ConfigFile {
     pub limits: Limits,
     /// `env_allow`, checked as globs; `None`: not given.
     pub env_allow: Option<Vec<String>>,
+    /// `[key_value.NAME]` tables: each named store's backend and limits.
+    pub key_value: BTreeMap<String, StoreConfig>,
 }
 
 impl ConfigFile {
@@ -189,6 +196,8 @@ pub struct RouteSettings {
     pub outbound_connections: ConnectionCap,
     /// Where the guest may send outbound HTTP requests; empty: nowhere.
     pub allowed_outbound_hosts: AllowList,
+    /// The key-value stores the guest may open, sorted; empty: none.
+    pub key_value_stores: Vec<String>,
     /// The guest's whole environment, values resolved, sorted by name.
     pub env: Vec<(String, String)>,
     /// How `wedge dev` rebuilds the route; never run by `wedge serve`.
@@ -257,6 +266,7 @@ impl Default for RouteSettings {
             cpu_time: DEFAULT_CPU_TIME,
             outbound_connections: ConnectionCap::default(),
             allowed_outbound_hosts: AllowList::default(),
+            key_value_stores: Vec::new(),
             env: Vec::new(),
             build: None,
         }
@@ -398,6 +408,9 @@ impl RouteSettings {
             allowed_outbound_hosts: first(&sources, |layer| layer.allowed_outbound_hosts.clone())
                 .map(|(value, _)| value)
                 .unwrap_or_default(),
+            key_value_stores: first(&sources, |layer| layer.key_value_stores.clone())
+                .map(|(value, _)| value)
+                .unwrap_or_default(),
             env: resolve_env(&sources, policy.env_allow.as_ref(), vars)?,
             build: first(&sources, |layer| layer.build.clone()).map(|(value, _)| value),
         })
@@ -420,6 +433,7 @@ impl fmt::Debug for RouteSettings {
             .field("cpu_time", &self.cpu_time)
             .field("outbound_connections", &self.outbound_connections)
             .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
+            .field("key_value_stores", &self.key_value_stores)
             .field("env", &EnvNames(self))
             .field("build", &self.build)
             .finish()

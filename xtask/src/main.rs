@@ -7,11 +7,13 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use wedge_toolchains::World;
 
 mod bench;
 mod compare;
 mod deploy;
 mod hostile;
+mod kv;
 
 /// The workspaces whose crates are built only for wasm32-wasip2.
 const GUEST_MANIFESTS: [&str; 3] = [
@@ -49,6 +51,11 @@ enum Task {
         /// The component to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// The world of `wit/world.wit` to build against: `handler` (a plain
+        /// `wasi:http/proxy` component), or `stateful-handler` (plus
+        /// `wasi:keyvalue`, for a route granted `key_value_stores`).
+        #[arg(long, default_value = "handler")]
+        world: World,
     },
     /// Everything CI runs: formatting, lints (host and guests), the
     /// deployment files' checks, all tests.
@@ -93,15 +100,20 @@ enum BenchKind {
     /// churning routes folder: its latency and failures, the server's peak
     /// RSS and open fds.
     Hostile,
+    /// A route doing one key-value get and one set per request, on the
+    /// embedded store and on a local redis-server, beside the hello route.
+    Kv,
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Setup => setup(),
         Task::Serve { args } => setup().and_then(|()| serve(&args)),
-        Task::Componentize { source, output } => {
-            componentize(&source, &output).map_err(anyhow::Error::from)
-        }
+        Task::Componentize {
+            source,
+            output,
+            world,
+        } => componentize(&source, world, &output).map_err(anyhow::Error::from),
         Task::Test => setup().and_then(|()| test()),
         Task::DeployCheck => deploy::check(),
         Task::Bench {
@@ -242,8 +254,8 @@ fn wasmtime(target: &Path, install: bool) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(installed))
 }
 
-fn componentize(source: &Path, output: &Path) -> Result<(), wedge_toolchains::Error> {
-    wedge_toolchains::Toolchains::new()?.componentize(source, output)
+fn componentize(source: &Path, world: World, output: &Path) -> Result<(), wedge_toolchains::Error> {
+    wedge_toolchains::Toolchains::new()?.componentize(source, world, output)
 }
 
 /// Installs the JavaScript and Python toolchains before the tests use them,
@@ -264,6 +276,39 @@ fn install_toolchains() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Installs Debian's `redis-server` for the Redis tests when it is missing
+/// and this user may (root, with apt-get); otherwise says what those
+/// tests, which are then skipped, need.
+fn install_redis() {
+    let found = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    if found("redis-server") {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if found("apt-get") {
+        eprintln!("xtask: installing redis-server (Debian package) for the Redis tests");
+        if apt(&["install", "-y", "-q", "redis-server"])
+            || (apt(&["update", "-q"]) && apt(&["install", "-y", "-q", "redis-server"]))
+        {
+            return;
+        }
+    }
+    eprintln!(
+        "xtask: the Redis tests will be skipped: redis-server is missing and could not be \
+         installed; install the Debian package redis-server (apt-get install redis-server) \
+         or put redis-server on PATH"
+    );
 }
 
 fn test() -> anyhow::Result<()> {
@@ -316,6 +361,7 @@ fn test() -> anyhow::Result<()> {
         .env("RUSTDOCFLAGS", "-D warnings");
     run(sdk_docs)?;
     install_toolchains()?;
+    install_redis();
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run(tests)
@@ -360,6 +406,12 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
         BenchKind::Reload => bench.reload(),
         BenchKind::Noisy => bench.noisy(),
         BenchKind::Hostile => bench.hostile(),
+        BenchKind::Kv => kv::KvBench {
+            wedge: bench.wedge.clone(),
+            guests: bench.guests.clone(),
+            work: bench.work.join("kv"),
+        }
+        .run(),
         BenchKind::Dev => bench.dev(
             &root().join("guest-sdk"),
             &root().join("examples/Cargo.lock"),
@@ -367,8 +419,8 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
         BenchKind::Languages => {
             std::fs::create_dir_all(&bench.work)?;
             let (js, py) = (bench.work.join("js.wasm"), bench.work.join("py.wasm"));
-            componentize(&root().join("examples/js/app.js"), &js)?;
-            componentize(&root().join("examples/python/app.py"), &py)?;
+            componentize(&root().join("examples/js/app.js"), World::Handler, &js)?;
+            componentize(&root().join("examples/python/app.py"), World::Handler, &py)?;
             bench.languages(&js, &py)
         }
     }

@@ -14,8 +14,8 @@ const PAGE: &str = r#"<!doctype html>
 <p>Each route below is its own WebAssembly component.</p>
 <ul>
 <li><a href="/api/hello?name=Ada"><code>GET /api/hello</code></a>: JSON, with a query parameter</li>
-<li><a href="/api/todos"><code>GET /api/todos</code></a>, <code>POST /api/todos</code>: a validated JSON body</li>
-<li><a href="/api/todos/1"><code>GET /api/todos/[id]</code></a>, <code>PUT</code>, <code>DELETE</code>: a dynamic segment and a method router</li>
+<li><a href="/api/todos"><code>GET /api/todos</code></a>, <code>POST /api/todos</code>: a validated JSON body, kept in a key-value store</li>
+<li><a href="/api/todos/1"><code>GET /api/todos/[id]</code></a>, <code>PUT</code>, <code>PATCH</code>, <code>DELETE</code>: a dynamic segment, a method router, a compare-and-swap</li>
 <li><a href="/blog/2024/hello-world"><code>GET /blog/[...slug]</code></a>: a catch-all</li>
 <li><a href="/api/users/1"><code>GET /api/users/[id]</code></a>: a third-party API, reshaped</li>
 <li><a href="/api/weather?city=Oslo"><code>GET /api/weather</code></a>: an upstream called with a secret</li>

@@ -10,7 +10,9 @@
 //! through stdout/stderr. Its linear memory is capped by the route's
 //! `memory` (all its memories together), its run time by `timeout`, its
 //! request body by `max_body`, its host-side resources and output by
-//! [`limits`] and [`crate::guest_log`].
+//! [`limits`] and [`crate::guest_log`]. `wasi:keyvalue` is linked too; a
+//! guest opens only the stores its route's `key_value_stores` grants
+//! ([`crate::kv`]).
 //!
 //! Components built against any WASI 0.2.x link: wasmtime's linker matches
 //! imports of `wasi:*@0.2.N` to the newer 0.2 implementations it holds.
@@ -31,6 +33,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::guest_log::{GuestOutput, GuestStream};
+use crate::kv::{KvCtx, KvView, Stores};
 use crate::outbound::send_request;
 use crate::settings::RouteSettings;
 use limits::{
@@ -106,21 +109,39 @@ impl RunStats {
     }
 }
 
+/// The route a request runs for: its pattern, its settings, and the
+/// server's key-value stores, of which the settings grant some.
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    /// The route's pattern, for logs.
+    pub name: &'a Arc<str>,
+    /// The route's resolved settings.
+    pub settings: &'a Arc<RouteSettings>,
+    /// Every store; the guest opens those `settings` grant.
+    pub stores: &'a Arc<Stores>,
+}
+
 /// All state of one request's instance, lent to WASI through its view traits.
 pub struct GuestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    kv: KvCtx,
     table: ResourceTable,
     hooks: OutboundPolicy,
     limits: GuestLimits,
 }
 
 impl GuestState {
-    fn new(route: &Arc<str>, settings: &Arc<RouteSettings>) -> GuestState {
+    fn new(route: Route<'_>) -> GuestState {
+        let Route {
+            name,
+            settings,
+            stores,
+        } = route;
         let mut wasi = WasiCtx::builder();
         // One output per request, shared by every stdout and stderr handle
         // the guest opens, so its buffers and budget are per request.
-        let output = GuestOutput::new(route.clone());
+        let output = GuestOutput::new(name.clone());
         wasi.stdout(output.stream(GuestStream::Stdout))
             .stderr(output.stream(GuestStream::Stderr));
         for (name, value) in &settings.env {
@@ -134,9 +155,10 @@ impl GuestState {
         GuestState {
             wasi: wasi.build(),
             http,
+            kv: KvCtx::new(stores.clone(), name.clone(), settings.clone()),
             table,
             hooks: OutboundPolicy {
-                route: route.clone(),
+                route: name.clone(),
                 settings: settings.clone(),
             },
             limits: GuestLimits::new(memory),
@@ -221,6 +243,10 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::kv::add_to_linker(&mut linker, |state: &mut GuestState| KvView {
+        ctx: &mut state.kv,
+        table: &mut state.table,
+    })?;
     Ok(linker)
 }
 
@@ -256,6 +282,14 @@ mod tests {
         let pre = linker.instantiate_pre(&component).expect("links");
         let pre = ProxyPre::new(pre).expect("exports the handler");
         let route: Arc<str> = Arc::from("/spin");
+        let data = tempfile::tempdir().expect("a temporary folder");
+        let stores = Stores::open(
+            &data.path().join("data"),
+            &Default::default(),
+            Default::default(),
+        )
+        .expect("the embedded store opens");
+        let stores = Arc::new(stores);
         let settings = Arc::new(RouteSettings {
             timeout: Duration::from_secs(1),
             memory: 1 << 20,
@@ -264,9 +298,21 @@ mod tests {
         // The first request takes the pool's only instance and spins.
         let first = Arc::new(RunStats::default());
         let spinning = tokio::spawn({
-            let (pre, route, settings, first) =
-                (pre.clone(), route.clone(), settings.clone(), first.clone());
-            async move { handle(&pre, &route, &settings, (), &first, Scheme::Http, request()).await }
+            let (pre, route, settings, first, stores) = (
+                pre.clone(),
+                route.clone(),
+                settings.clone(),
+                first.clone(),
+                stores.clone(),
+            );
+            async move {
+                let route = Route {
+                    name: &route,
+                    settings: &settings,
+                    stores: &stores,
+                };
+                handle(&pre, route, (), &first, Scheme::Http, request()).await
+            }
         });
         let started = Instant::now();
         while first.instantiation().is_none() {
@@ -277,16 +323,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let second = Arc::new(RunStats::default());
-        let result = handle(
-            &pre,
-            &route,
-            &settings,
-            (),
-            &second,
-            Scheme::Http,
-            request(),
-        )
-        .await;
+        let route = Route {
+            name: &route,
+            settings: &settings,
+            stores: &stores,
+        };
+        let result = handle(&pre, route, (), &second, Scheme::Http, request()).await;
         let error = result.err();
         assert!(
             matches!(error, Some(GuestError::PoolExhausted(_))),

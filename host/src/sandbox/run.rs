@@ -15,9 +15,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::body::{GuestBody, LimitedBody, StopOnDrop};
-use super::{GuestError, GuestResponse, GuestState, RunStats};
+use super::{GuestError, GuestResponse, GuestState, Route, RunStats};
 use crate::engine::EPOCH_TICK;
-use crate::settings::RouteSettings;
 
 /// How a guest's run ended badly.
 #[derive(Debug)]
@@ -88,7 +87,7 @@ impl fmt::Display for Failure {
 }
 
 /// Runs `request` through a fresh instance of `pre`, the component serving
-/// `route` with `settings`. `slots` (the instance-slot permits) are held
+/// `route`. `slots` (the instance-slot permits) are held
 /// until the instance is gone; what the run measures goes to `stats`.
 /// `scheme` is how the client reached the server.
 ///
@@ -99,8 +98,7 @@ impl fmt::Display for Failure {
 /// sees a cut response, and the failure is logged.
 pub async fn handle<B>(
     pre: &ProxyPre<GuestState>,
-    route: &Arc<str>,
-    settings: &Arc<RouteSettings>,
+    route: Route<'_>,
     slots: impl Send + 'static,
     stats: &Arc<RunStats>,
     scheme: Scheme,
@@ -110,6 +108,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let settings = route.settings;
     let body_exceeded = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| {
         LimitedBody::new(
@@ -119,7 +118,7 @@ where
             stats.clone(),
         )
     });
-    let mut store = Store::new(pre.engine(), GuestState::new(route, settings));
+    let mut store = Store::new(pre.engine(), GuestState::new(route));
     store.limiter(|state| &mut state.limits);
     meter_cpu(&mut store, settings.cpu_time, settings.timeout);
     let (response_sender, response_receiver) = oneshot::channel();
@@ -138,7 +137,7 @@ where
         })
         .map_err(GuestError::Trapped)?;
     let (outcome_sender, outcome) = oneshot::channel();
-    let (pre, task_route, timeout) = (pre.clone(), route.clone(), settings.timeout);
+    let (pre, task_route, timeout) = (pre.clone(), route.name.clone(), settings.timeout);
     let stats = stats.clone();
     let task = tokio::spawn(
         async move {

@@ -337,7 +337,12 @@ async fn route(
         state.routes.metrics().instance_started(),
     );
     let scheme = state.scheme();
-    match sandbox::handle(&ready.pre, &name, settings, slots, stats, scheme, request).await {
+    let route = sandbox::Route {
+        name: &name,
+        settings,
+        stores: &state.stores,
+    };
+    match sandbox::handle(&ready.pre, route, slots, stats, scheme, request).await {
         Ok(response) => Ok((Some(name), response)),
         Err(error) => Err(refused(DispatchError::Guest {
             route: name.clone(),

@@ -29,6 +29,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::kv::Stores;
 use crate::live::LiveRoutes;
 use crate::sandbox::Scheme;
 
@@ -109,6 +110,8 @@ pub struct BuildFailed {
 /// whole on reload, and the instance slots.
 pub struct ServerState {
     routes: Arc<LiveRoutes>,
+    /// The key-value stores guests open.
+    stores: Arc<Stores>,
     /// One permit per instance slot of the engine's pool.
     instances: Arc<Semaphore>,
     /// One permit per open client connection, on every serving thread.
@@ -123,10 +126,16 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Serve the tables published to `routes` under `options`.
-    pub fn new(routes: Arc<LiveRoutes>, options: ServerOptions) -> ServerState {
+    /// Serve the tables published to `routes` under `options`, with
+    /// `stores` for the guests.
+    pub fn new(
+        routes: Arc<LiveRoutes>,
+        stores: Arc<Stores>,
+        options: ServerOptions,
+    ) -> ServerState {
         ServerState {
             routes,
+            stores,
             instances: Arc::new(Semaphore::new(options.max_instances as usize)),
             connections: Arc::new(Semaphore::new(
                 options.max_connections.min(Semaphore::MAX_PERMITS),

@@ -16,6 +16,7 @@ use toml::{Table, Value};
 
 use super::env_allow::EnvAllow;
 use super::env_template::EnvTemplate;
+use super::key_value;
 use super::limits::{Limits, Shown, defaults_over};
 use super::{
     BuildSettings, ConfigFile, MAX_DURATION, MAX_SIZE, SettingsError, SettingsLayer, is_env_name,
@@ -31,6 +32,7 @@ const SIDECAR_KEYS: &[&str] = &[
     "max_body",
     "cpu_time",
     "max_outbound_connections",
+    "key_value_stores",
     "env",
     "build",
 ];
@@ -43,6 +45,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_body",
     "cpu_time",
     "max_outbound_connections",
+    "key_value_stores",
     "env",
 ];
 const LIMITS_KEYS: &[&str] = &[
@@ -53,7 +56,7 @@ const LIMITS_KEYS: &[&str] = &[
     "cpu_time",
     "max_outbound_connections",
 ];
-const CONFIG_KEYS: &[&str] = &["defaults", "limits", "env_allow"];
+const CONFIG_KEYS: &[&str] = &["defaults", "limits", "env_allow", "key_value"];
 const BUILD_KEYS: &[&str] = &["workdir", "command", "watch", "output"];
 
 /// One WebAssembly page: no module runs with less linear memory.
@@ -77,7 +80,7 @@ const SIZE_FORMS: &str = "an integer (bytes) or a string like \"128MiB\" (KiB, M
                           of 1024) or \"10MB\" (KB, MB, GB: powers of 1000)";
 
 /// A table's place, for error messages: its file and its keys' dotted prefix.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a Path,
     prefix: String,
 }
@@ -90,11 +93,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn error(&self, key: &str, message: impl Into<String>) -> SettingsError {
+    pub(super) fn error(&self, key: &str, message: impl Into<String>) -> SettingsError {
         SettingsError::new(self.file, Some(format!("{}{key}", self.prefix)), message)
     }
 
-    fn nested(&self, key: &str) -> Ctx<'_> {
+    pub(super) fn nested(&self, key: &str) -> Ctx<'_> {
         Ctx {
             file: self.file,
             prefix: format!("{}{key}.", self.prefix),
@@ -102,7 +105,7 @@ impl Ctx<'_> {
     }
 
     /// Removes `key` from `table` and checks it with `check`.
-    fn take<T>(
+    pub(super) fn take<T>(
         &self,
         table: &mut Table,
         key: &str,
@@ -115,7 +118,11 @@ impl Ctx<'_> {
             .map_err(|message| self.error(key, message))
     }
 
-    fn reject_unknown(&self, table: &Table, allowed: &[&str]) -> Result<(), SettingsError> {
+    pub(super) fn reject_unknown(
+        &self,
+        table: &Table,
+        allowed: &[&str],
+    ) -> Result<(), SettingsError> {
         match table.keys().find(|key| !allowed.contains(&key.as_str())) {
             Some(key) => Err(self.error(
                 key,
@@ -155,10 +162,21 @@ pub(super) fn parse_config(file: &Path, text: &str) -> Result<ConfigFile, Settin
     };
     check_defaults(&ctx.nested("defaults"), &defaults, &limits)?;
     let env_allow = ctx.take(&mut table, "env_allow", env_allow)?;
+    let key_value = match table.remove("key_value") {
+        None => BTreeMap::new(),
+        Some(Value::Table(stores)) => key_value::parse(&ctx.nested("key_value"), stores)?,
+        Some(other) => {
+            return Err(ctx.error(
+                "key_value",
+                wrong_type("a table of stores ([key_value.NAME])", &other),
+            ));
+        }
+    };
     Ok(ConfigFile {
         defaults,
         limits,
         env_allow,
+        key_value,
     })
 }
 
@@ -257,6 +275,7 @@ fn parse_layer(
         cpu_time: ctx.take(&mut table, "cpu_time", timeout)?,
         max_outbound_connections: ctx.take(&mut table, "max_outbound_connections", count)?,
         allowed_outbound_hosts: ctx.take(&mut table, "allowed_outbound_hosts", outbound_hosts)?,
+        key_value_stores: ctx.take(&mut table, "key_value_stores", key_value::store_names)?,
         env: match table.remove("env") {
             None => BTreeMap::new(),
             Some(Value::Table(env)) => parse_env(&ctx.nested("env"), env)?,
@@ -287,7 +306,7 @@ fn outbound_hosts(value: Value) -> Result<AllowList, String> {
 }
 
 /// "must be {expected}; found {what `found` is}".
-fn wrong_type(expected: &str, found: &Value) -> String {
+pub(super) fn wrong_type(expected: &str, found: &Value) -> String {
     let found = match found {
         Value::String(_) => "a string",
         Value::Integer(_) => "an integer",
@@ -371,7 +390,7 @@ fn timeout(value: Value) -> Result<Duration, String> {
     }
 }
 
-fn size(value: Value) -> Result<u64, String> {
+pub(super) fn size(value: Value) -> Result<u64, String> {
     match value {
         Value::Integer(n) => {
             u64::try_from(n).map_err(|_| format!("must be {SIZE_FORMS}; found {n}"))
@@ -719,7 +738,7 @@ mod tests {
         assert_eq!(key, "timout");
         assert!(message.contains(
             "methods, max_concurrency, timeout, memory, max_body, cpu_time, \
-                 max_outbound_connections, env, build"
+                 max_outbound_connections, key_value_stores, env, build"
         ));
         let (key, message) = error("[build]\ncommand = \"m\"\noutput = \"o\"\ncmd = \"x\"");
         assert_eq!(
@@ -736,7 +755,7 @@ mod tests {
         };
         assert_eq!(
             config("[default]"),
-            "wedge.toml: `default`: unknown key; allowed here: defaults, limits, env_allow"
+            "wedge.toml: `default`: unknown key; allowed here: defaults, limits, env_allow, key_value"
         );
         assert!(
             config("[defaults]\nmemroy = 1")

@@ -167,6 +167,7 @@ async fn print_config_prints_the_resolved_settings_without_binding_or_reading() 
     assert_eq!(config["max_instances"], 1000);
     assert_eq!(config["watch"], true);
     assert_eq!(config["dev"], false);
+    assert_eq!(config["data_dir"], ".wedge/data");
 }
 
 /// Flags that `--help` does not show, documented all the same: the

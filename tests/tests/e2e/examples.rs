@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Routes, Server, Upstream, json, text};
+use crate::harness::{Http, Routes, Server, Upstream, json, text};
 
 /// The weather example's API key: it must reach the upstream and nothing else.
 const SECRET: &str = "s3cr3t-weather-key";
@@ -152,83 +152,203 @@ async fn json_get_post_and_a_method_router_answer_as_the_readme_says() {
         let head = client.call("HEAD", "/api/hello").await;
         assert_eq!((head.status().as_u16(), head.body().len()), (200, 0));
 
-        let list = client.get("/api/todos").await;
-        assert_eq!(
-            json(&list)[1],
-            json!({"id": 2, "title": "Todo 2", "done": false})
-        );
-        let created = client
-            .post("/api/todos", r#"{"title":"Walk the dog"}"#)
-            .await;
-        assert_eq!(created.status(), 201);
-        assert_eq!(
-            json(&created),
-            json!({"id": 3, "title": "Walk the dog", "done": false})
-        );
-        let cases = [
-            (
-                r#"{"title": 5}"#,
-                400,
-                "invalid JSON body: invalid type: integer `5`",
-            ),
-            (
-                r#"{"title": "x", "due": 1}"#,
-                400,
-                "invalid JSON body: unknown field `due`",
-            ),
-            (r#"{"title": "#, 400, "invalid JSON body: EOF while parsing"),
-            (r#"{"title": "   "}"#, 422, "`title` must be 1-200 bytes"),
-        ];
-        for (body, status, message) in cases {
-            let refused = client.post("/api/todos", body).await;
-            assert_eq!(refused.status(), status, "{body}: {}", text(&refused));
-            assert!(
-                text(&refused).starts_with(message),
-                "{body}: {}",
-                text(&refused)
-            );
-        }
+        todos_are_kept_in_the_default_store(&client).await;
+    }
+}
 
-        let todo = client.get("/api/todos/1").await;
-        assert_eq!(
-            json(&todo),
-            json!({"id": 1, "title": "Todo 1", "done": false})
-        );
-        let missing = client.get("/api/todos/9").await;
-        assert_eq!(
-            (missing.status().as_u16(), text(&missing)),
-            (404, "no todo 9")
-        );
-        let bad = client.get("/api/todos/abc").await;
-        assert_eq!(bad.status(), 400);
+/// `api/todos` and `api/todos/[id]` against the `default` store their
+/// sidecars grant. The store outlives requests and is shared by both
+/// routes (and both protocols' clients): ids are compared, never assumed.
+async fn todos_are_kept_in_the_default_store(client: &Http) {
+    let id = |todo: &serde_json::Value| todo["id"].as_u64().expect("a numeric id");
+    let created = client
+        .post("/api/todos", r#"{"title":"Walk the dog"}"#)
+        .await;
+    assert_eq!(created.status(), 201, "{}", text(&created));
+    let first = json(&created);
+    let first_id = id(&first);
+    assert_eq!(
+        first,
+        json!({"id": first_id, "title": "Walk the dog", "done": false})
+    );
+    let second = json(
+        &client
+            .post("/api/todos", r#"{"title":"Feed the cat"}"#)
+            .await,
+    );
+    assert!(id(&second) > first_id, "{first} then {second}");
+
+    // Created is stored: read back, and listed by id.
+    let path = format!("/api/todos/{first_id}");
+    assert_eq!(json(&client.get(&path).await), first);
+    let list = json(&client.get("/api/todos").await);
+    let listed = list.as_array().expect("a JSON array");
+    assert!(
+        listed.contains(&first) && listed.contains(&second),
+        "{list}"
+    );
+    let ids: Vec<u64> = listed.iter().map(id).collect();
+    assert!(ids.is_sorted(), "{ids:?}");
+
+    // Requests at once get distinct ids: `increment` is atomic.
+    let posts = (0..6).map(|n| client.post("/api/todos", format!(r#"{{"title":"Task {n}"}}"#)));
+    let mut batch: Vec<u64> = futures::future::join_all(posts)
+        .await
+        .iter()
+        .map(|answer| {
+            assert_eq!(answer.status(), 201, "{}", text(answer));
+            id(&json(answer))
+        })
+        .collect();
+    batch.sort_unstable();
+    batch.dedup();
+    assert_eq!(batch.len(), 6, "{batch:?}");
+
+    let cases = [
+        (
+            r#"{"title": 5}"#,
+            400,
+            "invalid JSON body: invalid type: integer `5`",
+        ),
+        (
+            r#"{"title": "x", "due": 1}"#,
+            400,
+            "invalid JSON body: unknown field `due`",
+        ),
+        (r#"{"title": "#, 400, "invalid JSON body: EOF while parsing"),
+        (r#"{"title": "   "}"#, 422, "`title` must be 1-200 bytes"),
+    ];
+    for (body, status, message) in cases {
+        let refused = client.post("/api/todos", body).await;
+        assert_eq!(refused.status(), status, "{body}: {}", text(&refused));
         assert!(
-            text(&bad).starts_with("invalid `id` in the path"),
-            "{}",
-            text(&bad)
-        );
-        let put = client
-            .call_with(
-                "PUT",
-                "/api/todos/2",
-                &[],
-                r#"{"title":"Done","done":true}"#,
-            )
-            .await;
-        assert_eq!(json(&put), json!({"id": 2, "title": "Done", "done": true}));
-        // A fresh instance per request: the PUT changed nothing that lasts.
-        assert_eq!(json(&client.get("/api/todos/2").await)["title"], "Todo 2");
-        assert_eq!(client.call("DELETE", "/api/todos/1").await.status(), 204);
-        assert_eq!(client.call("DELETE", "/api/todos/7").await.status(), 404);
-        let patch = client.call("PATCH", "/api/todos/1").await;
-        assert_eq!(patch.status(), 405);
-        assert_eq!(patch.headers()["allow"], "DELETE, GET, HEAD, OPTIONS, PUT");
-        let options = client.call("OPTIONS", "/api/todos/1").await;
-        assert_eq!(options.status(), 204);
-        assert_eq!(
-            options.headers()["allow"],
-            "DELETE, GET, HEAD, OPTIONS, PUT"
+            text(&refused).starts_with(message),
+            "{body}: {}",
+            text(&refused)
         );
     }
+
+    // PUT replaces and PATCH changes the fields given; both last.
+    let put = client
+        .call_with("PUT", &path, &[], r#"{"title":"Done","done":true}"#)
+        .await;
+    assert_eq!(put.status(), 200, "{}", text(&put));
+    assert_eq!(
+        json(&put),
+        json!({"id": first_id, "title": "Done", "done": true})
+    );
+    assert_eq!(json(&client.get(&path).await), json(&put));
+    let patch = client
+        .call_with("PATCH", &path, &[], r#"{"done":false}"#)
+        .await;
+    assert_eq!(patch.status(), 200, "{}", text(&patch));
+    let patched = json!({"id": first_id, "title": "Done", "done": false});
+    assert_eq!(json(&patch), patched);
+    let other_id = format!(r#"{{"id":{},"title":"x","done":true}}"#, first_id + 1);
+    let refusals = [
+        ("PUT", other_id.as_str(), 422, "`id` cannot change"),
+        (
+            "PUT",
+            r#"{"title":"x"}"#,
+            400,
+            "invalid JSON body: missing field `done`",
+        ),
+        (
+            "PATCH",
+            r#"{"title":""}"#,
+            422,
+            "`title` must be 1-200 bytes",
+        ),
+        (
+            "PATCH",
+            r#"{"done":"yes"}"#,
+            400,
+            "invalid JSON body: invalid type",
+        ),
+        (
+            "PATCH",
+            r#"{"due":1}"#,
+            400,
+            "invalid JSON body: unknown field `due`",
+        ),
+    ];
+    for (method, body, status, message) in refusals {
+        let refused = client.call_with(method, &path, &[], body.to_owned()).await;
+        assert_eq!(
+            refused.status(),
+            status,
+            "{method} {body}: {}",
+            text(&refused)
+        );
+        assert!(
+            text(&refused).starts_with(message),
+            "{method} {body}: {}",
+            text(&refused)
+        );
+    }
+    assert_eq!(
+        json(&client.get(&path).await),
+        patched,
+        "refusals change nothing"
+    );
+
+    // DELETE removes it for good; the others stay.
+    assert_eq!(client.call("DELETE", &path).await.status(), 204);
+    let gone = client.get(&path).await;
+    assert_eq!(
+        (gone.status().as_u16(), text(&gone)),
+        (404, format!("no todo {first_id}").as_str())
+    );
+    assert_eq!(client.call("DELETE", &path).await.status(), 404);
+    let put = client
+        .call_with("PUT", &path, &[], r#"{"title":"Back","done":false}"#)
+        .await;
+    assert_eq!(
+        put.status(),
+        404,
+        "a PUT does not bring a deleted todo back"
+    );
+    let patch = client
+        .call_with("PATCH", &path, &[], r#"{"done":true}"#)
+        .await;
+    assert_eq!(patch.status(), 404, "nor does a PATCH");
+    assert_eq!(client.get(&path).await.status(), 404);
+    let list = json(&client.get("/api/todos").await);
+    let ids: Vec<u64> = list
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(id)
+        .collect();
+    assert!(
+        !ids.contains(&first_id) && ids.contains(&id(&second)),
+        "{ids:?}"
+    );
+
+    let missing = client.get("/api/todos/999999").await;
+    assert_eq!(
+        (missing.status().as_u16(), text(&missing)),
+        (404, "no todo 999999")
+    );
+    let bad = client.get("/api/todos/abc").await;
+    assert_eq!(bad.status(), 400);
+    assert!(
+        text(&bad).starts_with("invalid `id` in the path"),
+        "{}",
+        text(&bad)
+    );
+    let post = client.post(&path, "").await;
+    assert_eq!(post.status(), 405);
+    assert_eq!(
+        post.headers()["allow"],
+        "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"
+    );
+    let options = client.call("OPTIONS", &path).await;
+    assert_eq!(options.status(), 204);
+    assert_eq!(
+        options.headers()["allow"],
+        "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"
+    );
 }
 
 #[tokio::test]

@@ -120,6 +120,8 @@ pub struct Server {
     child: Child,
     /// Its compile cache, private to this server unless one was passed.
     _cache: Option<tempfile::TempDir>,
+    /// Its data folder, private to this server unless one was passed.
+    _data: Option<tempfile::TempDir>,
     /// The address it printed.
     pub addr: SocketAddr,
     /// The admin address it printed, if started with `--admin`.
@@ -182,7 +184,8 @@ impl Server {
     }
 
     /// `wedge SUBCOMMAND ROUTES --listen 127.0.0.1:0 ARGS` with a private
-    /// cache (unless `args` names one), waiting for its address.
+    /// cache and data folder (unless `args` names them), waiting for its
+    /// address.
     async fn spawn(
         subcommand: &str,
         routes: &Path,
@@ -198,6 +201,14 @@ impl Server {
             args.push("--cache-dir".into());
             args.push(cache.path().into());
             Some(cache)
+        };
+        let data = if args.iter().any(|a| a == "--data-dir") {
+            None
+        } else {
+            let data = tempfile::tempdir().expect("create a data dir");
+            args.push("--data-dir".into());
+            args.push(data.path().join("data").into());
+            Some(data)
         };
         let mut command = Command::new(WEDGE);
         command
@@ -256,6 +267,7 @@ impl Server {
         Server {
             child,
             _cache: cache,
+            _data: data,
             addr,
             admin,
             stdout: rest,
@@ -294,6 +306,15 @@ impl Server {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("server is running")
+    }
+
+    /// Kills the server with SIGKILL, as a crash or the OOM killer would,
+    /// and waits until it is gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("send SIGKILL");
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server dies of SIGKILL");
     }
 
     /// Stops the server with SIGTERM and waits for it to exit; its exit code.
@@ -643,5 +664,88 @@ impl Upstream {
     /// The requests it has answered so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("upstream lock").clone()
+    }
+}
+
+/// A real `redis-server` on a free loopback port, with a private folder,
+/// killed when dropped.
+pub struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts `redis-server`; `None`, after saying what to install, where
+    /// it is missing (`cargo xtask test` installs it where it can).
+    pub async fn start() -> Option<Redis> {
+        let found = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file())
+        });
+        if !found {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: redis-server is not installed; install the Debian package \
+                 redis-server (`cargo xtask test` does when it runs as root)"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("a folder for redis"),
+        };
+        redis.run().await;
+        Some(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_until("redis-server answers PING", async || {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
+                return false;
+            };
+            let mut answer = [0; 7];
+            socket.write_all(b"PING\r\n").await.is_ok()
+                && socket.read_exact(&mut answer).await.is_ok()
+                && &answer == b"+PONG\r\n"
+        })
+        .await;
+    }
+
+    /// Kills it, as an outage would.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts it again on the same port (with no data: it keeps none).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.run().await;
     }
 }

@@ -1,21 +1,24 @@
 //! Handlers in JavaScript (ComponentizeJS) and Python (componentize-py),
 //! built from `examples/` by the toolchains the xtask installs, served
 //! unchanged: params, env, a body echoed, a streamed response, outbound
-//! calls through the allow-list. Skipped, saying what to install, where
-//! `node` or `python3` is missing.
+//! calls through the allow-list; and each language's counter, which keeps
+//! its count in a key-value store through the standard `wasi:keyvalue`.
+//! Skipped, saying what to install, where `node` or `python3` is missing.
 
+use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
+use wedge_toolchains::World;
 
-use crate::harness::{Routes, Server, Upstream, json, text};
+use crate::harness::{Http, Routes, Server, Upstream, json, text};
 
-/// Builds `examples/<source>` into a component; `None` (after saying so
-/// on stderr, which the test runner shows even for passing tests) if this
-/// machine lacks the toolchain's runtime.
-async fn build(source: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+/// Builds `examples/<source>` into a component of `world`; `None` (after
+/// saying so on stderr, which the test runner shows even for passing tests)
+/// if this machine lacks the toolchain's runtime.
+async fn build(source: &str, world: World) -> Option<(tempfile::TempDir, PathBuf)> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(source);
@@ -24,7 +27,7 @@ async fn build(source: &str) -> Option<(tempfile::TempDir, PathBuf)> {
     let built = {
         let (source, output) = (source.clone(), output.clone());
         tokio::task::spawn_blocking(move || {
-            wedge_toolchains::Toolchains::new()?.componentize(&source, &output)
+            wedge_toolchains::Toolchains::new()?.componentize(&source, world, &output)
         })
         .await
         .expect("the build ran")
@@ -41,7 +44,7 @@ async fn build(source: &str) -> Option<(tempfile::TempDir, PathBuf)> {
 
 /// The JavaScript and the Python example answer the same API.
 async fn serves_unchanged(source: &str, prefix: &str) {
-    let Some((_dir, wasm)) = build(source).await else {
+    let Some((_dir, wasm)) = build(source, World::Handler).await else {
         return;
     };
     let upstream = Upstream::start(|method, _| (200, format!("{{\"method\":\"{method}\"}}"))).await;
@@ -109,4 +112,81 @@ async fn a_javascript_handler_serves_unchanged() {
 #[tokio::test]
 async fn a_python_handler_serves_unchanged() {
     serves_unchanged("python/app.py", "py").await;
+}
+
+/// The committed sidecar of `route` (e.g. `js/counter`): what `cargo xtask
+/// serve` serves it with (`wedge serve` ignores its `[build]`).
+fn committed_sidecar(route: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../routes")
+        .join(format!("{route}.toml"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `GET path` answers `{"count": count}`.
+async fn assert_counts(client: &Http, path: &str, count: u64) {
+    let answer = client.get(path).await;
+    assert_eq!(
+        answer.status(),
+        200,
+        "{}: {}",
+        client.version,
+        text(&answer)
+    );
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert_eq!(json(&answer), json!({"count": count}), "{}", client.version);
+}
+
+/// The counter example `source` at `route` with its committed sidecar,
+/// which grants the store "default": it counts from 1 over both protocols
+/// and goes on after a restart on the same data folder. The same component
+/// at a route granted no store answers 503, naming the store's error.
+async fn counts_in_its_store(source: &str, route: &str) {
+    let Some((_dir, wasm)) = build(source, World::StatefulHandler).await else {
+        return;
+    };
+    let bytes = std::fs::read(&wasm).expect("the built component");
+    let routes = Routes::new()
+        .with_bytes(&format!("{route}.wasm"), &bytes)
+        .with_bytes(&format!("{route}.toml"), &committed_sidecar(route))
+        .with_bytes("ungranted/counter.wasm", &bytes);
+    let (data, cache) = (tempfile::tempdir(), tempfile::tempdir());
+    let (data, cache) = (data.expect("a data folder"), cache.expect("a cache"));
+    // One compile cache for both servers: the restart loads, not compiles.
+    let args = [
+        OsStr::new("--data-dir"),
+        data.path().as_os_str(),
+        OsStr::new("--cache-dir"),
+        cache.path().as_os_str(),
+    ];
+    let path = format!("/{route}");
+
+    let server = Server::start_with(routes.path(), &args).await;
+    for (client, count) in server.clients().iter().zip(1..) {
+        assert_counts(client, &path, count).await;
+    }
+    assert_counts(&server.http1(), &path, 3).await;
+
+    let denied = server.http1().get("/ungranted/counter").await;
+    assert_eq!(denied.status(), 503, "{}", text(&denied));
+    assert_eq!(denied.headers()["content-type"], "application/json");
+    let error = json(&denied)["error"].as_str().map(str::to_owned);
+    let error = error.unwrap_or_else(|| panic!("no error message: {}", text(&denied)));
+    assert!(error.contains("access-denied"), "{error}");
+    assert_eq!(server.stop().await, 0);
+
+    let server = Server::start_with(routes.path(), &args).await;
+    for (client, count) in server.clients().iter().zip(4..) {
+        assert_counts(client, &path, count).await;
+    }
+}
+
+#[tokio::test]
+async fn a_javascript_counter_counts_in_its_store_across_restarts() {
+    counts_in_its_store("js/counter.js", "js/counter").await;
+}
+
+#[tokio::test]
+async fn a_python_counter_counts_in_its_store_across_restarts() {
+    counts_in_its_store("python/counter.py", "py/counter").await;
 }

@@ -19,5 +19,6 @@ mod reload;
 mod routing;
 mod sdk;
 mod server;
+mod state;
 mod streaming;
 mod tls;
