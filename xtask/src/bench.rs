@@ -515,6 +515,9 @@ impl Server {
             .arg(routes)
             .args(["--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache)
+            // Beside the cache, so that no two benchmarks share one.
+            .arg("--data-dir")
+            .arg(cache.with_extension("data"))
             .env("RUST_LOG", "warn,wedge::reload=debug,wedge::dev=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

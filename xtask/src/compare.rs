@@ -188,6 +188,10 @@ impl Compare {
                     .arg(dir.join("cache"))
                     // No access log: neither of the others writes one.
                     .env("RUST_LOG", "warn");
+                if kind == Kind::Wedge {
+                    // An earlier build (the baseline) may not know the flag.
+                    command.arg("--data-dir").arg(dir.join("data"));
+                }
                 Server::printing_address(command)
             }
             Kind::Wasmtime => {

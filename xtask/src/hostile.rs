@@ -79,6 +79,8 @@ impl Hostile {
             .args(["--listen", "127.0.0.1:0", "--header-timeout", "2s"])
             .arg("--cache-dir")
             .arg(cache)
+            .arg("--data-dir")
+            .arg(cache.with_extension("data"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -60,7 +60,9 @@ impl RedisStore {
     /// A store on the Redis at `url`; connects at its first operation.
     pub fn new(name: &str, url: &str, prefix: &str) -> anyhow::Result<RedisStore> {
         let client = Client::open(url).map_err(|error| {
-            anyhow::anyhow!("[key_value.{name}] url: {error}; write \"redis://HOST:PORT/DB\"")
+            anyhow::anyhow!(
+                "--config [key_value.{name}] url: {error}; write \"redis://HOST:PORT/DB\""
+            )
         })?;
         Ok(RedisStore {
             name: name.to_owned(),

@@ -583,6 +583,17 @@ pub async fn run_wedge_with_env(
 ) -> (i32, String, String) {
     let mut command = Command::new(WEDGE);
     command.args(args).env("RUST_LOG", "warn");
+    // A server gets a data folder of its own, as with `Server`: the
+    // default, `.wedge/data` under the current folder, would be shared by
+    // every test (and only one server may hold it).
+    let serves = args.iter().any(|arg| *arg == "serve" || *arg == "dev");
+    let named = args
+        .iter()
+        .any(|arg| *arg == "--data-dir" || *arg == "--print-config");
+    let data = (serves && !named).then(|| tempfile::tempdir().expect("create a data dir"));
+    if let Some(data) = &data {
+        command.arg("--data-dir").arg(data.path().join("data"));
+    }
     for (name, value) in env {
         match value {
             Some(value) => command.env(name, value),

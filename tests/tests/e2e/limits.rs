@@ -352,16 +352,19 @@ async fn limits_that_hit_after_the_headers_cut_the_response() {
 async fn without_address_space_for_the_pool_wedge_falls_back_and_serves() {
     let routes = Routes::new().with("ok.wasm", "hello_v1");
     let cache = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
     // 24 GiB of address space: far less than the pool's reservation (1000
     // instances of 4 GiB memories), enough for on-demand instances.
     let script = format!(
-        "ulimit -v 25165824 && exec {} serve \"$1\" --listen 127.0.0.1:0 --cache-dir \"$2\"",
+        "ulimit -v 25165824 && exec {} serve \"$1\" --listen 127.0.0.1:0 --cache-dir \"$2\" \
+         --data-dir \"$3/data\"",
         crate::harness::WEDGE
     );
     let mut child = tokio::process::Command::new("sh")
         .args(["-c", &script, "sh"])
         .arg(routes.path())
         .arg(cache.path())
+        .arg(data.path())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

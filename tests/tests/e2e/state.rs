@@ -10,7 +10,15 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use crate::harness::{Redis, Routes, Server, json, run_wedge, sample, text, wait_until};
+use crate::harness::{Answer, Redis, Routes, Server, json, run_wedge, sample, text, wait_until};
+
+/// Asserts `answer` is `status` with a body that says `says`.
+#[track_caller]
+fn expect(answer: &Answer, status: u16, says: &str) {
+    let body = text(answer);
+    assert_eq!(answer.status(), status, "{body}");
+    assert!(body.contains(says), "{status}, expected {says:?}: {body}");
+}
 
 /// The probe at `kv/[...op]`, granted `stores`, with the hello route beside
 /// it for "the others keep serving".
@@ -73,12 +81,7 @@ async fn a_value_set_is_read_back_and_outlives_the_server() {
     let counted = client.post("/kv/default/visits?incr=5", "").await;
     assert_eq!((counted.status().as_u16(), text(&counted)), (200, "5"));
     let not_a_number = client.post("/kv/default/greeting?incr=1", "").await;
-    assert_eq!(not_a_number.status(), 503, "{}", text(&not_a_number));
-    assert!(
-        text(&not_a_number).contains("not an integer"),
-        "{}",
-        text(&not_a_number)
-    );
+    expect(&not_a_number, 503, "not an integer");
     assert_eq!(server.stop().await, 0);
 
     // The data folder was made private, and a restart finds the value.
@@ -111,12 +114,7 @@ async fn a_store_the_sidecar_does_not_grant_is_access_denied_and_the_log_says_wh
     let server = start(&routes, data.path(), None, true).await;
     let client = server.http1();
     let denied = client.call_with("PUT", "/kv/sessions/a", &[], "x").await;
-    assert_eq!(denied.status(), 403, "{}", text(&denied));
-    assert!(
-        text(&denied).starts_with("access-denied"),
-        "{}",
-        text(&denied)
-    );
+    expect(&denied, 403, "access-denied");
     let line = server
         .log
         .wait_for("opened key-value store \"sessions\"")
@@ -166,21 +164,11 @@ async fn keys_and_values_over_the_limits_are_errors_that_store_nothing() {
     let refused = client
         .call_with("PUT", &format!("/kv/small/{long_key}"), &[], "v")
         .await;
-    assert_eq!(refused.status(), 503, "{}", text(&refused));
-    assert!(
-        text(&refused).contains("max_key_size"),
-        "{}",
-        text(&refused)
-    );
+    expect(&refused, 503, "max_key_size");
     let refused = client
         .call_with("PUT", "/kv/small/big", &[], vec![b'v'; 65])
         .await;
-    assert_eq!(refused.status(), 503, "{}", text(&refused));
-    assert!(
-        text(&refused).contains("max_value_size"),
-        "{}",
-        text(&refused)
-    );
+    expect(&refused, 503, "max_value_size");
     assert_eq!(
         client.get("/kv/small/big").await.status(),
         404,
@@ -204,8 +192,7 @@ async fn keys_and_values_over_the_limits_are_errors_that_store_nothing() {
     // An empty key is refused by the store; a key that is not UTF-8 never
     // reaches it (keys are WIT strings).
     let empty = client.call_with("PUT", "/kv/default?key=", &[], "v").await;
-    assert_eq!(empty.status(), 503, "{}", text(&empty));
-    assert!(text(&empty).contains("empty"), "{}", text(&empty));
+    expect(&empty, 503, "empty");
     let not_utf8 = client
         .call_with("PUT", "/kv/default?key=%FF%FE", &[], "v")
         .await;
@@ -420,8 +407,7 @@ async fn a_redis_outage_is_the_guests_error_and_the_store_reconnects() {
     for _ in 0..3 {
         let started = Instant::now();
         let answer = client.get("/kv/default/k").await;
-        assert_eq!(answer.status(), 503, "{}", text(&answer));
-        assert!(text(&answer).contains("unreachable"), "{}", text(&answer));
+        expect(&answer, 503, "unreachable");
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "{:?}",
@@ -462,8 +448,7 @@ async fn readyz_waits_for_a_redis_store_that_cannot_be_reached_at_start_up() {
     let server = start(&routes, &dir.path().join("data"), Some(&config), true).await;
     let admin = server.admin();
     let ready = admin.get("/readyz").await;
-    assert_eq!(ready.status(), 503);
-    assert!(text(&ready).contains("\"default\""), "{}", text(&ready));
+    expect(&ready, 503, "\"default\"");
     redis.restart().await;
     wait_until("/readyz is 200", async || {
         admin.get("/readyz").await.status() == 200
