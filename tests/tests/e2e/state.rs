@@ -121,8 +121,8 @@ async fn a_store_the_sidecar_does_not_grant_is_access_denied_and_the_log_says_wh
         .await;
     assert!(line.contains("key_value_stores"), "{line}");
     // /routes shows what each route is granted.
-    let routes = json(&server.admin().get("/routes").await);
-    let probe = routes
+    let table = json(&server.admin().get("/routes").await);
+    let probe = table
         .as_array()
         .expect("a list")
         .iter()
@@ -146,6 +146,18 @@ async fn a_store_the_sidecar_does_not_grant_is_access_denied_and_the_log_says_wh
         sample(&metrics, "wedge_kv_operations_total", &denied),
         Some(1.0)
     );
+    // Granting the store is a sidecar change: it reloads, no restart.
+    let sidecar = routes.path().join("kv/[...op].toml");
+    std::fs::write(&sidecar, "key_value_stores = [\"default\", \"sessions\"]\n")
+        .expect("rewrite the sidecar");
+    wait_until("the reloaded sidecar grants sessions", async || {
+        client
+            .call_with("PUT", "/kv/sessions/a", &[], "x")
+            .await
+            .status()
+            == 204
+    })
+    .await;
 }
 
 #[tokio::test]
