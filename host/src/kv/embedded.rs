@@ -68,7 +68,7 @@ impl WriteOp {
 
 /// What a write answered.
 #[derive(Debug)]
-pub enum Written {
+enum Written {
     Done,
     Counter(Result<i64, CounterError>),
     Swapped(bool),
@@ -120,7 +120,7 @@ impl Embedded {
     }
 
     /// Queues a write and waits until it is committed.
-    pub async fn write(&self, table: &Arc<str>, op: WriteOp) -> Result<Written, String> {
+    async fn write(&self, table: &Arc<str>, op: WriteOp) -> Result<Written, String> {
         let (done, outcome) = oneshot::channel();
         let write = Write {
             table: table.clone(),
@@ -133,6 +133,42 @@ impl Embedded {
         outcome
             .await
             .map_err(|_| "the key-value writer has stopped".to_owned())?
+    }
+
+    /// Applies `op`, a write that answers nothing (a set or a delete).
+    pub async fn apply(&self, table: &Arc<str>, op: WriteOp) -> Result<(), String> {
+        self.write(table, op).await.map(drop)
+    }
+
+    /// Adds `delta` to the counter at `key`, in the writer's transaction.
+    pub async fn increment(
+        &self,
+        table: &Arc<str>,
+        key: String,
+        delta: i64,
+    ) -> Result<Result<i64, CounterError>, String> {
+        match self.write(table, WriteOp::Increment(key, delta)).await? {
+            Written::Counter(counted) => Ok(counted),
+            other => Err(format!("bug: an increment answered {other:?}")),
+        }
+    }
+
+    /// Sets `key` to `value` if it still holds `expected`, in the writer's
+    /// transaction; whether it did.
+    pub async fn swap(
+        &self,
+        table: &Arc<str>,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, String> {
+        match self
+            .write(table, WriteOp::Swap(key, expected, value))
+            .await?
+        {
+            Written::Swapped(swapped) => Ok(swapped),
+            other => Err(format!("bug: a swap answered {other:?}")),
+        }
     }
 
     /// Runs `read` on the store's table in its own read transaction; a

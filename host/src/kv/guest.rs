@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use super::{Store, Stores};
+use super::{OpError, Store, Stores};
 use crate::settings::RouteSettings;
 
 mod generated {
@@ -89,6 +89,21 @@ impl KvView<'_> {
     fn timeout(&self) -> std::time::Duration {
         self.ctx.settings.timeout
     }
+
+    /// Runs `run` on the bucket's store within the route's timeout, counted
+    /// in the metrics as `op`; a failure is the guest's `error::other`.
+    /// (`&mut`: the future must be `Send`, and a `&KvView` is not, since
+    /// the resource table is not `Sync`.)
+    async fn on<T>(
+        &mut self,
+        bucket: &Resource<Store>,
+        op: &'static str,
+        run: impl AsyncFnOnce(&Store) -> Result<T, OpError>,
+    ) -> Answer<T> {
+        let store = self.store(bucket)?;
+        let outcome = store.measured(op, self.timeout(), run(&store)).await;
+        Ok(outcome.map_err(Error::Other))
+    }
 }
 
 impl store::Host for KvView<'_> {
@@ -115,39 +130,29 @@ impl store::Host for KvView<'_> {
 
 impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Store>, key: String) -> Answer<Option<Vec<u8>>> {
-        let store = self.store(&bucket)?;
-        let run = store.get(key);
-        Ok(store
-            .measured("get", self.timeout(), run)
+        self.on(&bucket, "get", async move |store| store.get(key).await)
             .await
-            .map_err(Error::Other))
     }
 
     async fn set(&mut self, bucket: Resource<Store>, key: String, value: Vec<u8>) -> Answer<()> {
-        let store = self.store(&bucket)?;
-        let run = store.set(key, value);
-        Ok(store
-            .measured("set", self.timeout(), run)
-            .await
-            .map_err(Error::Other))
+        self.on(&bucket, "set", async move |store| {
+            store.set(key, value).await
+        })
+        .await
     }
 
     async fn delete(&mut self, bucket: Resource<Store>, key: String) -> Answer<()> {
-        let store = self.store(&bucket)?;
-        let run = store.delete(key);
-        Ok(store
-            .measured("delete", self.timeout(), run)
-            .await
-            .map_err(Error::Other))
+        self.on(&bucket, "delete", async move |store| {
+            store.delete(key).await
+        })
+        .await
     }
 
     async fn exists(&mut self, bucket: Resource<Store>, key: String) -> Answer<bool> {
-        let store = self.store(&bucket)?;
-        let run = store.exists(key);
-        Ok(store
-            .measured("exists", self.timeout(), run)
-            .await
-            .map_err(Error::Other))
+        self.on(&bucket, "exists", async move |store| {
+            store.exists(key).await
+        })
+        .await
     }
 
     async fn list_keys(
@@ -155,15 +160,15 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Store>,
         cursor: Option<String>,
     ) -> Answer<KeyResponse> {
-        let store = self.store(&bucket)?;
-        let run = store.list_keys(cursor);
-        let page = store.measured("list_keys", self.timeout(), run).await;
-        Ok(page
-            .map(|page| KeyResponse {
-                keys: page.keys,
-                cursor: page.cursor,
+        let page = self
+            .on(&bucket, "list_keys", async move |store| {
+                store.list_keys(cursor).await
             })
-            .map_err(Error::Other))
+            .await?;
+        Ok(page.map(|page| KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor,
+        }))
     }
 
     async fn drop(&mut self, bucket: Resource<Store>) -> wasmtime::Result<()> {
@@ -174,12 +179,10 @@ impl store::HostBucket for KvView<'_> {
 
 impl atomics::Host for KvView<'_> {
     async fn increment(&mut self, bucket: Resource<Store>, key: String, delta: i64) -> Answer<i64> {
-        let store = self.store(&bucket)?;
-        let run = store.increment(key, delta);
-        Ok(store
-            .measured("increment", self.timeout(), run)
-            .await
-            .map_err(Error::Other))
+        self.on(&bucket, "increment", async move |store| {
+            store.increment(key, delta).await
+        })
+        .await
     }
 
     async fn swap(
@@ -246,17 +249,12 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Store>,
         keys: Vec<String>,
     ) -> Answer<Vec<Option<(String, Vec<u8>)>>> {
-        let store = self.store(&bucket)?;
-        let run = store.get_many(keys.clone());
-        let values = store.measured("get_many", self.timeout(), run).await;
-        Ok(values
-            .map(|values| {
-                keys.into_iter()
-                    .zip(values)
-                    .map(|(key, value)| value.map(|value| (key, value)))
-                    .collect()
-            })
-            .map_err(Error::Other))
+        self.on(&bucket, "get_many", async move |store| {
+            let values = store.get_many(keys.clone()).await?;
+            let pairs = keys.into_iter().zip(values);
+            Ok(pairs.map(|(key, value)| Some((key, value?))).collect())
+        })
+        .await
     }
 
     async fn set_many(
@@ -264,20 +262,16 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Store>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Answer<()> {
-        let store = self.store(&bucket)?;
-        let run = store.set_many(key_values);
-        Ok(store
-            .measured("set_many", self.timeout(), run)
-            .await
-            .map_err(Error::Other))
+        self.on(&bucket, "set_many", async move |store| {
+            store.set_many(key_values).await
+        })
+        .await
     }
 
     async fn delete_many(&mut self, bucket: Resource<Store>, keys: Vec<String>) -> Answer<()> {
-        let store = self.store(&bucket)?;
-        let run = store.delete_many(keys);
-        Ok(store
-            .measured("delete_many", self.timeout(), run)
-            .await
-            .map_err(Error::Other))
+        self.on(&bucket, "delete_many", async move |store| {
+            store.delete_many(keys).await
+        })
+        .await
     }
 }

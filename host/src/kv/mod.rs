@@ -24,7 +24,7 @@ pub use embedded::prepare_dir;
 pub use guest::{KvCtx, KvView, add_to_linker};
 pub use metrics::KvMetrics;
 
-use self::embedded::Embedded;
+use self::embedded::{Embedded, WriteOp};
 use self::redis::RedisStore;
 use crate::settings::{Backend, StoreConfig};
 
@@ -86,8 +86,11 @@ enum Place {
 /// Every store the server knows: the configured ones, and the embedded
 /// database that holds any other granted name.
 pub struct Stores {
-    configured: BTreeMap<String, (StoreConfig, Place)>,
+    /// `[key_value.NAME]`'s stores, made once at start-up.
+    configured: BTreeMap<String, Store>,
     embedded: Arc<Embedded>,
+    /// The limits of a store that no table names.
+    defaults: Arc<StoreConfig>,
     metrics: KvMetrics,
 }
 
@@ -110,11 +113,18 @@ impl Stores {
                     Place::Redis(Arc::new(RedisStore::new(name, url, prefix)?))
                 }
             };
-            stores.insert(name.clone(), (config.clone(), place));
+            let store = Store {
+                name: Arc::from(name.as_str()),
+                config: Arc::new(config.clone()),
+                place,
+                metrics: metrics.clone(),
+            };
+            stores.insert(name.clone(), store);
         }
         Ok(Stores {
             configured: stores,
             embedded,
+            defaults: Arc::new(StoreConfig::default()),
             metrics,
         })
     }
@@ -132,7 +142,7 @@ impl Stores {
     fn redis(&self) -> impl Iterator<Item = (&str, &Arc<RedisStore>)> {
         self.configured
             .iter()
-            .filter_map(|(name, (_, place))| match place {
+            .filter_map(|(name, store)| match &store.place {
                 Place::Redis(store) => Some((name.as_str(), store)),
                 Place::Embedded(_) => None,
             })
@@ -186,20 +196,17 @@ impl Stores {
             .collect()
     }
 
-    /// The store `name`, as a guest opens it.
+    /// The store `name`, as a guest opens it: a configured one, or an
+    /// embedded one with the default limits.
     fn store(&self, name: &str) -> Store {
-        let (config, place) = match self.configured.get(name) {
-            Some((config, place)) => (config.clone(), place.clone()),
-            None => (
-                StoreConfig::default(),
-                Place::Embedded(self.embedded.clone()),
-            ),
-        };
-        Store {
-            name: Arc::from(name),
-            config,
-            place,
-            metrics: self.metrics.clone(),
+        match self.configured.get(name) {
+            Some(store) => store.clone(),
+            None => Store {
+                name: Arc::from(name),
+                config: self.defaults.clone(),
+                place: Place::Embedded(self.embedded.clone()),
+                metrics: self.metrics.clone(),
+            },
         }
     }
 }
@@ -208,7 +215,7 @@ impl Stores {
 #[derive(Clone)]
 pub struct Store {
     name: Arc<str>,
-    config: StoreConfig,
+    config: Arc<StoreConfig>,
     place: Place,
     metrics: KvMetrics,
 }
@@ -297,10 +304,7 @@ impl Store {
         self.check_key(&key)?;
         self.check_value(&key, &value)?;
         match &self.place {
-            Place::Embedded(db) => db
-                .write(&self.name, embedded::WriteOp::Set(key, value))
-                .await
-                .map(drop),
+            Place::Embedded(db) => db.apply(&self.name, WriteOp::Set(key, value)).await,
             Place::Redis(redis) => redis.set(&key, value).await,
         }
         .map_err(OpError::Failed)
@@ -309,10 +313,7 @@ impl Store {
     async fn delete(&self, key: String) -> Result<(), OpError> {
         self.check_key(&key)?;
         match &self.place {
-            Place::Embedded(db) => db
-                .write(&self.name, embedded::WriteOp::Delete(key))
-                .await
-                .map(drop),
+            Place::Embedded(db) => db.apply(&self.name, WriteOp::Delete(key)).await,
             Place::Redis(redis) => redis.delete(&key).await,
         }
         .map_err(OpError::Failed)
@@ -338,16 +339,7 @@ impl Store {
     async fn increment(&self, key: String, delta: i64) -> Result<i64, OpError> {
         self.check_key(&key)?;
         let counted = match &self.place {
-            Place::Embedded(db) => {
-                match db
-                    .write(&self.name, embedded::WriteOp::Increment(key.clone(), delta))
-                    .await
-                {
-                    Ok(embedded::Written::Counter(counted)) => Ok(counted),
-                    Ok(other) => Err(format!("bug: increment answered {other:?}")),
-                    Err(error) => Err(error),
-                }
-            }
+            Place::Embedded(db) => db.increment(&self.name, key.clone(), delta).await,
             Place::Redis(redis) => redis.increment(&key, delta).await,
         }
         .map_err(OpError::Failed)?;
@@ -364,16 +356,7 @@ impl Store {
         self.check_key(&key)?;
         self.check_value(&key, &value)?;
         match &self.place {
-            Place::Embedded(db) => {
-                match db
-                    .write(&self.name, embedded::WriteOp::Swap(key, expected, value))
-                    .await
-                {
-                    Ok(embedded::Written::Swapped(swapped)) => Ok(swapped),
-                    Ok(other) => Err(format!("bug: swap answered {other:?}")),
-                    Err(error) => Err(error),
-                }
-            }
+            Place::Embedded(db) => db.swap(&self.name, key, expected, value).await,
             Place::Redis(redis) => redis.swap(&key, expected, value).await,
         }
         .map_err(OpError::Failed)
@@ -396,10 +379,7 @@ impl Store {
             self.check_value(key, value)?;
         }
         match &self.place {
-            Place::Embedded(db) => db
-                .write(&self.name, embedded::WriteOp::SetMany(pairs))
-                .await
-                .map(drop),
+            Place::Embedded(db) => db.apply(&self.name, WriteOp::SetMany(pairs)).await,
             Place::Redis(redis) => redis.set_many(pairs).await,
         }
         .map_err(OpError::Failed)
@@ -410,10 +390,7 @@ impl Store {
             self.check_key(key)?;
         }
         match &self.place {
-            Place::Embedded(db) => db
-                .write(&self.name, embedded::WriteOp::DeleteMany(keys))
-                .await
-                .map(drop),
+            Place::Embedded(db) => db.apply(&self.name, WriteOp::DeleteMany(keys)).await,
             Place::Redis(redis) => redis.delete_many(&keys).await,
         }
         .map_err(OpError::Failed)
