@@ -9,6 +9,8 @@
 //!   start-up, and from the shutdown signal on.
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 //! - `GET /routes`: the route table as JSON.
+//! - `POST /cache/purge[?route=PATTERN|?path=/PATH]`: drops cached
+//!   responses ([`crate::response_cache`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use crate::loader::LoadedRoute;
 use crate::metrics;
 use crate::routing::Route;
 use crate::server::{Connections, DEFAULT_MAX_HEADER_SIZE, Deadlines, http_builder};
-use crate::settings::RouteSettings;
+use crate::settings::{CorsSettings, Origins, RouteSettings};
 
 /// Where the server is in its life, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +96,10 @@ impl Admin {
         }
     }
 
-    fn answer(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    fn answer(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+        if path == "/cache/purge" {
+            return self.purge(method, query);
+        }
         if !matches!(*method, Method::GET | Method::HEAD) {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             let allow = HeaderValue::from_static("GET, HEAD");
@@ -142,9 +147,59 @@ impl Admin {
             "/routes" => text(StatusCode::SERVICE_UNAVAILABLE, "loading routes\n"),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: the admin listener serves /healthz, /readyz, /metrics and /routes\n",
+                "not found: the admin listener serves /healthz, /readyz, /metrics, /routes \
+                 and POST /cache/purge\n",
             ),
         }
+    }
+
+    /// `POST /cache/purge`: drops cached responses, those of one route
+    /// (`?route=/api/users/[id]`), of one path whatever its query
+    /// (`?path=/api/users/42`, Next.js's `revalidatePath`), or all.
+    fn purge(&self, method: &Method, query: Option<&str>) -> Response<Full<Bytes>> {
+        if *method != Method::POST {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            let allow = HeaderValue::from_static("POST");
+            response.headers_mut().insert(header::ALLOW, allow);
+            return response;
+        }
+        let mut route = None;
+        let mut path = None;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "route" if route.is_none() => route = Some(value.into_owned()),
+                "path" if path.is_none() => path = Some(value.into_owned()),
+                _ => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "unexpected `{key}`: give ?route=PATTERN, ?path=/PATH, or nothing \
+                             to purge everything, once\n"
+                        ),
+                    );
+                }
+            }
+        }
+        let cache = self.routes.response_cache();
+        let (purged, what) = match (route, path) {
+            (Some(_), Some(_)) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "give ?route= or ?path=, not both\n",
+                );
+            }
+            (Some(route), None) => (cache.purge_route(&route), format!("route {route}")),
+            (None, Some(path)) => (cache.purge_path(&path), format!("path {path}")),
+            (None, None) => (cache.purge_all(), "everything".to_owned()),
+        };
+        tracing::info!("response cache purged ({what}): {purged} key(s)");
+        let body = json!({ "purged": purged }).to_string() + "\n";
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
     }
 }
 
@@ -200,7 +255,29 @@ fn settings_json(settings: &RouteSettings) -> Value {
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
         "key_value_stores": settings.key_value_stores,
+        "dynamic": settings.dynamic.as_str(),
+        "revalidate": settings.revalidate.map(duration),
+        "cors": settings.cors.as_deref().map(|cors| cors_json(cors, duration)),
         "env": settings.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+    })
+}
+
+/// A route's `[cors]`, as its sidecar would say it.
+fn cors_json(cors: &CorsSettings, duration: impl Fn(Duration) -> String) -> Value {
+    let origins = match &cors.allow_origins {
+        Origins::Any => vec!["*".to_owned()],
+        Origins::List(list) => list.clone(),
+    };
+    json!({
+        "allow_origins": origins,
+        "allow_methods": cors
+            .allow_methods
+            .as_ref()
+            .map(|methods| methods.iter().map(Method::as_str).collect::<Vec<_>>()),
+        "allow_headers": cors.allow_headers,
+        "expose_headers": cors.expose_headers,
+        "allow_credentials": cors.allow_credentials,
+        "max_age": cors.max_age.map(duration),
     })
 }
 
@@ -237,7 +314,8 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, header_timeout: Dur
         };
         let admin = admin.clone();
         let handler = move |request: Request<Incoming>| {
-            let response = admin.answer(request.method(), request.uri().path());
+            let uri = request.uri();
+            let response = admin.answer(request.method(), uri.path(), uri.query());
             async move { response }
         };
         connections.spawn(stream, peer, handler, graceful.watcher(), permit);
@@ -266,7 +344,7 @@ mod tests {
     }
 
     async fn get(admin: &Admin, path: &str) -> (StatusCode, String) {
-        let response = admin.answer(&Method::GET, path);
+        let response = admin.answer(&Method::GET, path, None);
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
@@ -306,10 +384,10 @@ mod tests {
     #[test]
     fn only_get_and_head_are_answered() {
         let (_dir, _live, admin) = admin();
-        let response = admin.answer(&Method::POST, "/healthz");
+        let response = admin.answer(&Method::POST, "/healthz", None);
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
-        let missing = admin.answer(&Method::GET, "/nope");
+        let missing = admin.answer(&Method::GET, "/nope", None);
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -29,6 +29,7 @@ use crate::loader::{
     Loader, SettingsSource, SizeCaps, read_text_capped,
 };
 use crate::metrics::Metrics;
+use crate::response_cache::DEFAULT_CACHE_MEMORY;
 use crate::reload::{Reloader, RouteWatch};
 use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
@@ -134,6 +135,12 @@ struct ServeArgs {
     /// folder, or if another Wedge server has it open.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// Memory for the response cache (cached GET answers, least recently
+    /// used dropped first); an answer over an eighth of it is not cached.
+    /// 0 turns the cache off.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value = size_text(DEFAULT_CACHE_MEMORY))]
+    cache_memory: u64,
     /// Print the settings these flags resolve to, as JSON, and exit without
     /// binding or reading any file (what `cargo xtask deploy-check` reads).
     #[arg(long, hide = true)]
@@ -437,6 +444,8 @@ struct ServeConfig {
     /// Serving threads; `None`: one per core.
     threads: Option<NonZeroUsize>,
     data_dir: PathBuf,
+    /// `--cache-memory`.
+    cache_memory: u64,
     server: ServerOptions,
     load: LoadArgs,
 }
@@ -467,6 +476,7 @@ impl ServeConfig {
             shutdown_delay: args.shutdown_delay,
             threads: args.threads,
             data_dir: args.data_dir,
+            cache_memory: args.cache_memory,
             server,
             load: args.load,
         }
@@ -497,6 +507,7 @@ impl ServeConfig {
             "threads": self.threads,
             "cache_dir": path(self.load.cache_dir.as_ref()),
             "data_dir": self.data_dir.display().to_string(),
+            "cache_memory": self.cache_memory,
             "config": path(self.load.config.as_ref()),
             "env_file": path(self.load.env_file.as_ref()),
             "env_allow": self.load.env_allow,
@@ -581,7 +592,7 @@ async fn run(
     let (engine, loader) = new_loader(&config.load, settings)?;
     warn_if_env_unlisted(&config, env_listed);
     let metrics = Arc::new(Metrics::new(loader.cache_stats(), &kv_metrics));
-    let live = Arc::new(LiveRoutes::new(metrics));
+    let live = Arc::new(LiveRoutes::new(metrics).with_response_cache(config.cache_memory));
     let admin = Admin::new(live.clone(), &config.routes_dir).with_stores(stores.clone());
     let admin = Arc::new(admin);
     tokio::spawn({
@@ -901,6 +912,7 @@ mod tests {
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(config.routes_dir, Path::new(DEFAULT_ROUTES_DIR));
         assert_eq!(config.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert_eq!(config.cache_memory, DEFAULT_CACHE_MEMORY);
         let load = &config.load;
         assert_eq!(load.max_instances, DEFAULT_MAX_INSTANCES);
         assert_eq!(load.max_instance_memory, DEFAULT_MAX_INSTANCE_MEMORY);

@@ -31,6 +31,7 @@ mod loader;
 mod metrics;
 mod outbound;
 mod reload;
+mod response_cache;
 mod routing;
 mod sandbox;
 mod server;

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::loader::{LoadedRoute, same_error};
 use crate::metrics::Metrics;
+use crate::response_cache::ResponseCache;
 use crate::routing::RouteTable;
 
 /// The live route table: read whole, replaced whole.
@@ -17,16 +18,35 @@ pub struct LiveRoutes {
     /// Whether a first table has been published.
     loaded: AtomicBool,
     metrics: Arc<Metrics>,
+    /// The responses the routes' guests gave; a route's go when it changes.
+    cache: Arc<ResponseCache>,
 }
 
 impl LiveRoutes {
-    /// No routes yet (not [loaded](Self::is_loaded)); loads count in `metrics`.
+    /// No routes yet (not [loaded](Self::is_loaded)); loads count in
+    /// `metrics`. The response cache is off until
+    /// [`with_response_cache`](Self::with_response_cache).
     pub fn new(metrics: Arc<Metrics>) -> LiveRoutes {
+        let cache = Arc::new(ResponseCache::new(0, metrics.response_cache().clone()));
         LiveRoutes {
             table: ArcSwap::from_pointee(RouteTable::new([]).0),
             loaded: AtomicBool::new(false),
             metrics,
+            cache,
         }
+    }
+
+    /// Caches the routes' responses in up to `bytes` (`--cache-memory`).
+    pub fn with_response_cache(mut self, bytes: u64) -> LiveRoutes {
+        let metrics = self.metrics.response_cache().clone();
+        self.cache = Arc::new(ResponseCache::new(bytes, metrics));
+        self
+    }
+
+    /// The response cache, which the server reads and fills and the admin
+    /// listener purges.
+    pub fn response_cache(&self) -> &Arc<ResponseCache> {
+        &self.cache
     }
 
     /// The table served now; a request keeps the one it started with.
@@ -55,11 +75,41 @@ impl LiveRoutes {
         if changed || first {
             let previous = (!first).then_some(&*previous);
             self.metrics.record_load(previous, &next);
+            let replaced = previous.map(|previous| replaced_versions(previous, &next));
             self.table.store(Arc::new(next));
+            // After the swap: a request still on the old version may store
+            // its answer after this, but no request looks it up (a lookup
+            // checks the version).
+            for route in replaced.into_iter().flatten() {
+                self.cache.purge_route(&route);
+            }
             self.loaded.store(true, Ordering::Release);
         }
         changed
     }
+}
+
+/// The routes of `previous` whose working version `next` no longer
+/// serves: updated (content or settings), failed or removed.
+fn replaced_versions(
+    previous: &RouteTable<LoadedRoute>,
+    next: &RouteTable<LoadedRoute>,
+) -> Vec<Arc<str>> {
+    previous
+        .routes()
+        .iter()
+        .filter(|route| {
+            let Ok(old) = &route.value.state else {
+                return false;
+            };
+            next.by_file(&route.file)
+                .is_none_or(|new| match &new.value.state {
+                    Ok(new) => !Arc::ptr_eq(&old.settings, &new.settings),
+                    Err(_) => true,
+                })
+        })
+        .map(|route| route.value.name.clone())
+        .collect()
 }
 
 /// Whether two loads of the same content are the same version: the same

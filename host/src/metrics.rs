@@ -15,6 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::cache::CacheStats;
 use crate::kv::KvMetrics;
 use crate::loader::{LoadedRoute, same_error};
+use crate::response_cache::{CacheMetrics, CacheStatus};
 use crate::routing::RouteTable;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
@@ -73,6 +74,8 @@ pub struct RequestRecord<'a> {
     pub bytes_in: u64,
     /// Response body bytes sent.
     pub bytes_out: u64,
+    /// What the response cache did, if the request reached it.
+    pub cache: Option<CacheStatus>,
 }
 
 /// The server's metrics, registered once at start-up.
@@ -88,6 +91,7 @@ pub struct Metrics {
     reloads: Family<RouteLabel, Counter>,
     load_errors: Family<RouteLabel, Counter>,
     log_lines_dropped: Counter,
+    response_cache: CacheMetrics,
 }
 
 impl Metrics {
@@ -96,6 +100,8 @@ impl Metrics {
     pub fn new(cache: &CacheStats, kv: &KvMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("wedge");
         kv.register(&mut registry);
+        let response_cache = CacheMetrics::default();
+        response_cache.register(&mut registry);
         let requests = Family::default();
         registry.register(
             "requests",
@@ -177,7 +183,13 @@ impl Metrics {
             reloads,
             load_errors,
             log_lines_dropped,
+            response_cache,
         }
+    }
+
+    /// The response cache's metrics, registered with the others.
+    pub fn response_cache(&self) -> &CacheMetrics {
+        &self.response_cache
     }
 
     /// The Prometheus text exposition of every metric.
@@ -212,6 +224,9 @@ impl Metrics {
         self.bytes_out
             .get_or_create(&label)
             .inc_by(request.bytes_out);
+        if let Some(cache) = request.cache {
+            self.response_cache.record(&label.route, cache);
+        }
         let status = request.status;
         self.requests
             .get_or_create(&RouteStatus {

@@ -62,6 +62,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -69,6 +70,8 @@ use http::Method;
 
 use crate::outbound::{AllowList, ConnectionCap};
 
+mod caching;
+mod cors;
 mod env_allow;
 mod env_file;
 mod env_template;
@@ -77,6 +80,8 @@ mod layer;
 mod limits;
 
 pub use crate::outbound::DEFAULT_MAX_OUTBOUND_CONNECTIONS;
+pub use caching::{Dynamic, MAX_REVALIDATE};
+pub use cors::{CorsSettings, MAX_CORS_MAX_AGE, Origins};
 use env_allow::resolve_env;
 pub use env_allow::{EnvAllow, InvalidEnvPattern};
 pub use env_file::parse_env_file;
@@ -132,6 +137,9 @@ pub struct SettingsLayer {
     max_outbound_connections: Option<u32>,
     allowed_outbound_hosts: Option<AllowList>,
     key_value_stores: Option<Vec<String>>,
+    dynamic: Option<Dynamic>,
+    revalidate: Option<Duration>,
+    cors: Option<Arc<CorsSettings>>,
     env: BTreeMap<String, EnvTemplate>,
     build: Option<BuildSettings>,
 }
@@ -198,6 +206,14 @@ pub struct RouteSettings {
     pub allowed_outbound_hosts: AllowList,
     /// The key-value stores the guest may open, sorted; empty: none.
     pub key_value_stores: Vec<String>,
+    /// Whether the response cache keeps the route's answers.
+    pub dynamic: Dynamic,
+    /// How long a cached answer stays fresh when the guest's
+    /// `Cache-Control` does not say (or `dynamic` is `force-static`).
+    pub revalidate: Option<Duration>,
+    /// The origins whose pages may call the route; the host answers their
+    /// preflights.
+    pub cors: Option<Arc<CorsSettings>>,
     /// The guest's whole environment, values resolved, sorted by name.
     pub env: Vec<(String, String)>,
     /// How `wedge dev` rebuilds the route; never run by `wedge serve`.
@@ -267,6 +283,9 @@ impl Default for RouteSettings {
             outbound_connections: ConnectionCap::default(),
             allowed_outbound_hosts: AllowList::default(),
             key_value_stores: Vec::new(),
+            dynamic: Dynamic::Auto,
+            revalidate: None,
+            cors: None,
             env: Vec::new(),
             build: None,
         }
@@ -411,6 +430,11 @@ impl RouteSettings {
             key_value_stores: first(&sources, |layer| layer.key_value_stores.clone())
                 .map(|(value, _)| value)
                 .unwrap_or_default(),
+            dynamic: first(&sources, |layer| layer.dynamic)
+                .map(|(value, _)| value)
+                .unwrap_or_default(),
+            revalidate: first(&sources, |layer| layer.revalidate).map(|(value, _)| value),
+            cors: first(&sources, |layer| layer.cors.clone()).map(|(value, _)| value),
             env: resolve_env(&sources, policy.env_allow.as_ref(), vars)?,
             build: first(&sources, |layer| layer.build.clone()).map(|(value, _)| value),
         })
@@ -434,6 +458,9 @@ impl fmt::Debug for RouteSettings {
             .field("outbound_connections", &self.outbound_connections)
             .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .field("key_value_stores", &self.key_value_stores)
+            .field("dynamic", &self.dynamic)
+            .field("revalidate", &self.revalidate)
+            .field("cors", &self.cors)
             .field("env", &EnvNames(self))
             .field("build", &self.build)
             .finish()

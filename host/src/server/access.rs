@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::metrics::{Metrics, RequestRecord};
+use crate::response_cache::CacheStatus;
 use crate::sandbox::RunStats;
 
 /// What is known of a request before its response is sent.
@@ -35,6 +36,8 @@ pub struct Exchange {
     pub status: u16,
     /// What the guest's run measured, if one ran.
     pub stats: Arc<RunStats>,
+    /// What the response cache did, if the request reached it.
+    pub cache: Option<CacheStatus>,
 }
 
 /// A response body that logs and counts its exchange when it is done:
@@ -89,6 +92,7 @@ impl Metered {
             bytes_out = self.sent,
             ms = millis(duration),
             instantiate_ms = instantiation.map_or(0.0, millis),
+            cache = exchange.cache.map_or("-", CacheStatus::as_str),
             complete,
         );
         exchange.metrics.record_request(&RequestRecord {
@@ -98,6 +102,7 @@ impl Metered {
             instantiation,
             bytes_in,
             bytes_out: self.sent,
+            cache: exchange.cache,
         });
     }
 }

@@ -15,13 +15,16 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ServerState;
 use super::access::{Exchange, Metered};
+use super::cors::Cors;
 use super::methods::{MethodDecision, decide};
 use super::page::dev_page;
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use super::request_id::X_REQUEST_ID;
 use crate::loader::{LoadError, Ready};
+use crate::response_cache::policy::RequestHead;
+use crate::response_cache::{CacheStatus, Fill, Key, Lookup, ResponseCache, X_WEDGE_CACHE};
 use crate::sandbox::{self, GuestError, RunStats};
-use crate::settings::RouteSettings;
+use crate::settings::{Dynamic, RouteSettings};
 
 /// Why a request got no answer from a guest.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +200,7 @@ fn bytes_response(status: StatusCode, body: Bytes) -> Response<HyperOutgoingBody
 /// Answers one request; never fails, since every error has a response.
 /// The response's body logs and counts the exchange when it is sent.
 pub async fn dispatch(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     mut request: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Metered> {
@@ -212,7 +215,12 @@ pub async fn dispatch(
     let path = request.uri().path().to_owned();
     let stats = Arc::new(RunStats::default());
     let span = tracing::info_span!("request", id = %id);
-    let (route, mut response) = answer(state, request, &client, &stats)
+    let Answer {
+        route,
+        mut response,
+        cache,
+        ..
+    } = answer(state, request, &client, &stats)
         .instrument(span)
         .await;
     response.headers_mut().insert(X_REQUEST_ID, id_value);
@@ -227,50 +235,107 @@ pub async fn dispatch(
         route,
         status: response.status().as_u16(),
         stats,
+        cache,
     };
     response.map(|body| Metered::new(body, length, exchange))
 }
 
 async fn answer(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     request: hyper::Request<Incoming>,
     client: &str,
     stats: &Arc<RunStats>,
 ) -> Answer {
     let head = request.method() == Method::HEAD;
     let wants_html = accepts_html(request.headers());
-    let (route, response) = match route(state, request, client, stats).await {
+    let mut answer = match route(state, request, client, stats).await {
         Ok(answer) => answer,
-        Err(Refused { route, error }) => {
-            (route, error.into_response(state.options.dev, wants_html))
-        }
+        Err(Refused {
+            route,
+            error,
+            cache,
+            cors,
+        }) => Answer {
+            route,
+            response: error.into_response(state.options.dev, wants_html),
+            cache,
+            cors,
+        },
     };
-    let response = if head {
-        without_body(response)
-    } else {
-        response
-    };
-    (route, response)
+    let headers = answer.response.headers_mut();
+    if let Some(cache) = answer.cache {
+        headers.insert(X_WEDGE_CACHE, cache.header());
+    }
+    if let Some(cors) = &answer.cors {
+        cors.decorate(headers);
+    }
+    if head {
+        answer.response = without_body(answer.response);
+    }
+    answer
 }
 
-type Answer = (Option<Arc<str>>, Response<HyperOutgoingBody>);
+/// A response, and what the access log and the last headers need of how
+/// it was made.
+struct Answer {
+    /// The route it came from, if one was found.
+    route: Option<Arc<str>>,
+    response: Response<HyperOutgoingBody>,
+    /// What the response cache did, if the request reached it.
+    cache: Option<CacheStatus>,
+    /// The route's `[cors]` headers to add.
+    cors: Option<Cors>,
+}
 
-/// A request no guest answers: why, and the route it was for, if it found
-/// one.
+/// A request no guest answers: why, and what was known of it.
 struct Refused {
     route: Option<Arc<str>>,
     error: DispatchError,
+    cache: Option<CacheStatus>,
+    cors: Option<Cors>,
 }
 
 impl Refused {
     /// Refused before any route was found.
     fn unrouted(error: DispatchError) -> Refused {
-        Refused { route: None, error }
+        Refused {
+            route: None,
+            error,
+            cache: None,
+            cors: None,
+        }
+    }
+}
+
+/// What is known of a request once its route is found.
+struct Routed {
+    name: Arc<str>,
+    cors: Option<Cors>,
+    cache: Option<CacheStatus>,
+}
+
+impl Routed {
+    fn answer(self, response: Response<HyperOutgoingBody>) -> Answer {
+        Answer {
+            route: Some(self.name),
+            response,
+            cache: self.cache,
+            cors: self.cors,
+        }
+    }
+
+    fn refuse(self, error: DispatchError) -> Refused {
+        Refused {
+            route: Some(self.name),
+            error,
+            cache: self.cache,
+            cors: self.cors,
+        }
     }
 }
 
 async fn route(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     request: hyper::Request<Incoming>,
     client: &str,
     stats: &Arc<RunStats>,
@@ -280,7 +345,12 @@ async fn route(
         let location = HeaderValue::try_from(location)
             .expect("bug: a location built from a valid URI is a valid header value");
         response.headers_mut().insert(header::LOCATION, location);
-        return Ok((None, response));
+        return Ok(Answer {
+            route: None,
+            response,
+            cache: None,
+            cors: None,
+        });
     }
     if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
         return Err(Refused::unrouted(DispatchError::MissingHost));
@@ -306,7 +376,7 @@ async fn route(
         };
         return Err(Refused {
             route: Some(build.route),
-            error,
+            ..Refused::unrouted(error)
         });
     }
     let Some(found) = found else {
@@ -314,41 +384,205 @@ async fn route(
     };
     let loaded = &found.route.value;
     let name = loaded.name.clone();
-    let refused = |error| Refused {
-        route: Some(name.clone()),
-        error,
+    let ready = match &loaded.state {
+        Ok(ready) => ready,
+        Err(error) => {
+            let error = DispatchError::RouteFailedToLoad {
+                route: name.clone(),
+                error: error.clone(),
+            };
+            return Err(Refused {
+                route: Some(name),
+                ..Refused::unrouted(error)
+            });
+        }
     };
-    let ready = loaded.state.as_ref().map_err(|error| {
-        refused(DispatchError::RouteFailedToLoad {
-            route: name.clone(),
-            error: error.clone(),
-        })
-    })?;
     let settings = &ready.settings;
-    let mut request = match precheck(settings, request).map_err(refused)? {
-        Precheck::Run(request) => request,
-        Precheck::Answered(response) => return Ok((Some(name), response)),
+    let mut routed = Routed {
+        name,
+        cors: Cors::for_request(settings, request.headers()),
+        cache: None,
     };
-    let (instance, route_slot) = take_slots(state, ready).map_err(refused)?;
-    set_boundary_headers(request.headers_mut(), &name, &found.params, client);
+    if let Some(cors) = &routed.cors
+        && Cors::is_preflight(request.method(), request.headers())
+    {
+        let response = cors.preflight(settings.methods.as_deref());
+        routed.cors = None;
+        return Ok(routed.answer(response));
+    }
+    let head = request.method() == Method::HEAD;
+    let mut request = match precheck(settings, request) {
+        Ok(Precheck::Run(request)) => request,
+        Ok(Precheck::Answered(response)) => return Ok(routed.answer(response)),
+        Err(error) => return Err(routed.refuse(error)),
+    };
+    set_boundary_headers(request.headers_mut(), &routed.name, &found.params, client);
+    let cache = state.routes.response_cache();
+    if !cacheable(cache, settings, &request) {
+        routed.cache = Some(CacheStatus::Bypass);
+        return match run_guest(state, &routed.name, ready, request, stats).await {
+            Ok(response) => Ok(routed.answer(response)),
+            Err(error) => Err(routed.refuse(error)),
+        };
+    }
+    let key = cache_key(&routed.name, &request);
+    let mut waited = false;
+    let fill = loop {
+        let lead = !head && !waited;
+        match cache.lookup(&key, settings, request.headers(), lead) {
+            Lookup::Hit(stored) => {
+                routed.cache = Some(CacheStatus::Hit);
+                return Ok(routed.answer(stored.response(Instant::now())));
+            }
+            Lookup::Stale(stored, refresh) => {
+                if let Some(fill) = refresh {
+                    revalidate(state, &routed.name, ready, &request, fill);
+                }
+                routed.cache = Some(CacheStatus::Stale);
+                return Ok(routed.answer(stored.response(Instant::now())));
+            }
+            Lookup::Wait(mut filled) => {
+                // Woken when the other request's answer is stored, or
+                // dropped; past the timeout, run the guest anyway.
+                let _ = tokio::time::timeout(settings.timeout, filled.changed()).await;
+                waited = true;
+            }
+            Lookup::Miss(fill) => break fill,
+        }
+    };
+    routed.cache = Some(CacheStatus::Miss);
+    // The client's headers, as the response's `Vary` refers to them.
+    let (method, uri, headers) = (
+        request.method().clone(),
+        request.uri().clone(),
+        request.headers().clone(),
+    );
+    match run_guest(state, &routed.name, ready, request, stats).await {
+        Ok(response) if head => Ok(routed.answer(response)),
+        Ok(response) => {
+            let asked = RequestHead {
+                method: &method,
+                uri: &uri,
+                headers: &headers,
+            };
+            Ok(routed.answer(fill.wrap(&asked, response)))
+        }
+        Err(error) => Err(routed.refuse(error)),
+    }
+}
+
+/// Whether the response cache serves `request`: the cache is on, the
+/// method is `GET` or `HEAD`, the route is not `force-dynamic`, and the
+/// request carries no `Authorization` (a shared cache must not hand one
+/// user's answer to another).
+fn cacheable<B>(
+    cache: &ResponseCache,
+    settings: &RouteSettings,
+    request: &hyper::Request<B>,
+) -> bool {
+    cache.enabled()
+        && matches!(*request.method(), Method::GET | Method::HEAD)
+        && settings.dynamic != Dynamic::ForceDynamic
+        && !request.headers().contains_key(header::AUTHORIZATION)
+}
+
+/// The cache key of `request` to `route`: its host and its path and query.
+fn cache_key<B>(route: &Arc<str>, request: &hyper::Request<B>) -> Key {
+    let uri = request.uri();
+    let host = match uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .unwrap_or_default(),
+    };
+    let target = uri.path_and_query().map_or("/", |target| target.as_str());
+    Key::new(route, host, target)
+}
+
+/// Runs `request` through a fresh instance of `ready`, the version of
+/// `name` it was routed to, if an instance slot is free.
+async fn run_guest<B>(
+    state: &ServerState,
+    name: &Arc<str>,
+    ready: &Ready,
+    request: hyper::Request<B>,
+    stats: &Arc<RunStats>,
+) -> Result<Response<HyperOutgoingBody>, DispatchError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let (instance, route_slot) = take_slots(state, ready)?;
     let slots = (
         instance,
         route_slot,
         state.routes.metrics().instance_started(),
     );
-    let scheme = state.scheme();
     let route = sandbox::Route {
-        name: &name,
-        settings,
+        name,
+        settings: &ready.settings,
         stores: &state.stores,
     };
-    match sandbox::handle(&ready.pre, route, slots, stats, scheme, request).await {
-        Ok(response) => Ok((Some(name), response)),
-        Err(error) => Err(refused(DispatchError::Guest {
+    sandbox::handle(&ready.pre, route, slots, stats, state.scheme(), request)
+        .await
+        .map_err(|error| DispatchError::Guest {
             route: name.clone(),
             error,
-        })),
-    }
+        })
+}
+
+/// Refreshes a stale cached answer in the background: `request`'s
+/// headers (boundary headers set), no body, through a fresh instance; its
+/// answer is stored by `fill` if it may be. A server with no free instance
+/// slot skips it (the next request for the key tries again).
+fn revalidate<B>(
+    state: &Arc<ServerState>,
+    name: &Arc<str>,
+    ready: &Ready,
+    request: &hyper::Request<B>,
+    fill: Fill,
+) {
+    let mut refresh = http::Request::new(http_body_util::Empty::<Bytes>::new());
+    *refresh.method_mut() = Method::GET;
+    *refresh.uri_mut() = request.uri().clone();
+    *refresh.headers_mut() = request.headers().clone();
+    let (state, name, ready) = (state.clone(), name.clone(), ready.clone());
+    let span = tracing::info_span!("revalidate", route = %name);
+    tokio::spawn(
+        async move {
+            let metrics = state.routes.response_cache().metrics().clone();
+            let (method, uri, headers) = (
+                Method::GET,
+                refresh.uri().clone(),
+                refresh.headers().clone(),
+            );
+            let stats = Arc::new(RunStats::default());
+            match run_guest(&state, &name, &ready, refresh, &stats).await {
+                Ok(response) => {
+                    let asked = RequestHead {
+                        method: &method,
+                        uri: &uri,
+                        headers: &headers,
+                    };
+                    let body = fill.wrap(&asked, response).into_body();
+                    // Read to its end, which stores it.
+                    let outcome = match body.collect().await {
+                        Ok(_) => "answered",
+                        Err(_) => "failed",
+                    };
+                    metrics.revalidated(&name, outcome);
+                }
+                Err(DispatchError::Busy) => metrics.revalidated(&name, "busy"),
+                Err(error) => {
+                    tracing::warn!("background revalidation failed: {error}");
+                    metrics.revalidated(&name, "failed");
+                }
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// What [`precheck`] leaves to do.

@@ -4,12 +4,14 @@
 
 mod access;
 mod connection;
+mod cors;
 mod dispatch;
 mod methods;
 mod page;
 mod proxy;
 mod request;
 mod request_id;
+
 pub mod tls;
 
 pub(crate) use connection::{Connections, Deadlines};

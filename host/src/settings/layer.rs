@@ -8,12 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use http::Method;
 use toml::{Table, Value};
 
+use super::caching;
+use super::cors::parse_cors;
 use super::env_allow::EnvAllow;
 use super::env_template::EnvTemplate;
 use super::key_value;
@@ -33,6 +36,9 @@ const SIDECAR_KEYS: &[&str] = &[
     "cpu_time",
     "max_outbound_connections",
     "key_value_stores",
+    "dynamic",
+    "revalidate",
+    "cors",
     "env",
     "build",
 ];
@@ -46,6 +52,9 @@ const DEFAULTS_KEYS: &[&str] = &[
     "cpu_time",
     "max_outbound_connections",
     "key_value_stores",
+    "dynamic",
+    "revalidate",
+    "cors",
     "env",
 ];
 const LIMITS_KEYS: &[&str] = &[
@@ -86,7 +95,7 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn top(file: &Path) -> Ctx<'_> {
+    pub(super) fn top(file: &Path) -> Ctx<'_> {
         Ctx {
             file,
             prefix: String::new(),
@@ -276,6 +285,13 @@ fn parse_layer(
         max_outbound_connections: ctx.take(&mut table, "max_outbound_connections", count)?,
         allowed_outbound_hosts: ctx.take(&mut table, "allowed_outbound_hosts", outbound_hosts)?,
         key_value_stores: ctx.take(&mut table, "key_value_stores", key_value::store_names)?,
+        dynamic: ctx.take(&mut table, "dynamic", caching::dynamic)?,
+        revalidate: ctx.take(&mut table, "revalidate", caching::revalidate)?,
+        cors: match table.remove("cors") {
+            None => None,
+            Some(Value::Table(cors)) => Some(Arc::new(parse_cors(&ctx.nested("cors"), cors)?)),
+            Some(other) => return Err(ctx.error("cors", wrong_type("a table ([cors])", &other))),
+        },
         env: match table.remove("env") {
             None => BTreeMap::new(),
             Some(Value::Table(env)) => parse_env(&ctx.nested("env"), env)?,
@@ -319,7 +335,7 @@ pub(super) fn wrong_type(expected: &str, found: &Value) -> String {
     format!("must be {expected}; found {found}")
 }
 
-fn methods(value: Value) -> Result<Vec<Method>, String> {
+pub(super) fn methods(value: Value) -> Result<Vec<Method>, String> {
     const EXPECTED: &str = "a list of HTTP methods, like [\"GET\", \"POST\"]";
     let Value::Array(items) = value else {
         return Err(wrong_type(EXPECTED, &value));
