@@ -21,8 +21,10 @@ use serde::Deserialize;
 use wedge_sdk::http::header::CONTENT_TYPE;
 use wedge_sdk::{Error, FormLimits, Redirect, Request, RequestExt as _, Router};
 
-/// An attachment may be 64 KiB; the whole form a little more.
-const LIMITS: FormLimits = FormLimits::new().max_field(64 * 1024).max_body(80 * 1024);
+/// Any field, the attachment included, may be 64 KiB; the whole form 256
+/// KiB. (The body cap counts what the parser has read ahead, so it leaves
+/// room: a file just over 64 KiB is refused for being one, with its name.)
+const LIMITS: FormLimits = FormLimits::new().max_field(64 * 1024).max_body(256 * 1024);
 
 #[derive(Default, Deserialize)]
 #[serde(default)]
