@@ -25,6 +25,11 @@ pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 /// naming the cap (and the field). Defaults: [`DEFAULT_MAX_FIELD`] and
 /// [`DEFAULT_MAX_BODY`].
 ///
+/// The body cap counts what the multipart parser has read, which runs ahead
+/// of the field being handed out: leave room between the two (a body cap a
+/// few times the field cap), or a field just over its cap may be refused
+/// for the body's instead, with a message that names no field.
+///
 /// ```
 /// use wedge_sdk::{Error, FormLimits, Request, RequestExt as _};
 ///
