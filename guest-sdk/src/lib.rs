@@ -70,10 +70,23 @@
 //!   [route](RequestExt::route), typed [params](RequestExt::param), a
 //!   catch-all's [segments](RequestExt::segments)), the
 //!   [query string](RequestExt::query) and a [JSON body](RequestExt::json).
-//! - [`IntoResponse`]: what a handler may return; [`Json`] for JSON out.
+//! - [`IntoResponse`]: what a handler may return; [`Json`] for JSON out;
+//!   [`Redirect`] for `303`/`307`/`308`; a [`ResponsePart`] before the body
+//!   (`(part, body)`) changes the response: a status, [`SetCookies`],
+//!   [`CacheControl`].
+//! - Forms: [`RequestExt::form`] reads a urlencoded or multipart form into
+//!   a serde type; [`RequestExt::multipart`] streams uploads field by field
+//!   ([`Multipart`]), within [`FormLimits`].
+//! - Cookies: [`RequestExt::cookie`] and [`RequestExt::cookies`] read them
+//!   ([`Cookie`], from the [`cookie`] crate); [`SetCookies`] sets and
+//!   deletes them.
+//! - Caching: [`CacheControl`] says who may keep a response, and how long
+//!   (Wedge's shared cache honours it).
 //! - [`Error`]: `?` in a handler; a `500` whose cause is logged, or a client
 //!   error that says what was wrong.
-//! - [`Router`]: one handler per method, with `405`, `HEAD` and `OPTIONS`.
+//! - [`Router`]: one handler per method, with `405`, `HEAD` and `OPTIONS`;
+//!   [`Router::cors`] adds CORS ([`Cors`]): preflights answered, origins
+//!   checked.
 //! - [`fetch`]: outbound HTTP to the hosts the route's sidecar allows.
 //! - [`kv`]: key-value stores that outlive the request, for the stores the
 //!   route's sidecar lists.
@@ -95,23 +108,35 @@
 //! an upstream API reached with [`fetch`].
 
 pub mod body;
+mod cache;
+mod cookies;
+mod cors;
 mod error;
 mod fetch;
+pub mod form;
 #[cfg(feature = "json")]
 mod json;
 pub mod kv;
 mod params;
+mod redirect;
 mod response;
 mod router;
 
+pub use cache::CacheControl;
+pub use cookies::SetCookies;
+pub use cors::Cors;
 pub use error::Error;
 pub use fetch::{FetchError, fetch};
+pub use form::{Field, FormLimits, Multipart};
 #[cfg(feature = "json")]
 pub use json::Json;
 pub use params::Params;
-pub use response::{IntoResponse, Response};
+pub use redirect::Redirect;
+pub use response::{IntoResponse, Response, ResponsePart};
 pub use router::{Handler, Router};
 
+pub use cookie;
+pub use cookie::{Cookie, SameSite};
 pub use http;
 pub use http::{Method, StatusCode};
 #[cfg(feature = "json")]
@@ -360,6 +385,119 @@ pub trait RequestExt {
         reason = "a component runs on one thread: nothing needs this future to be Send"
     )]
     async fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error>;
+
+    /// Reads an HTML form's body into `T`, as Next.js's `await
+    /// request.formData()`, with serde: `application/x-www-form-urlencoded`,
+    /// or the text fields of `multipart/form-data` (file fields are left
+    /// out: read those with [`multipart`](RequestExt::multipart)). The body
+    /// is taken from the request.
+    ///
+    /// A form that is not the `T` expected is a `400` saying why (``invalid
+    /// form: missing field `email` ``); another `Content-Type` is a `415`;
+    /// a body over the [default caps](FormLimits) a `413`
+    /// ([`form_with`](RequestExt::form_with) sets others).
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use wedge_sdk::{Error, Redirect, Request, RequestExt as _};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Signup {
+    ///     email: String,
+    ///     #[serde(default)]
+    ///     newsletter: Option<String>, // a checkbox: absent when unticked
+    /// }
+    ///
+    /// async fn signup(mut request: Request) -> Result<Redirect, Error> {
+    ///     let form: Signup = request.form().await?;
+    ///     if !form.email.contains('@') {
+    ///         return Err(Error::bad_request("`email` is not an address"));
+    ///     }
+    ///     Ok(Redirect::see_other("/welcome"))
+    /// }
+    /// ```
+    #[expect(
+        async_fn_in_trait,
+        reason = "a component runs on one thread: nothing needs this future to be Send"
+    )]
+    async fn form<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error>;
+
+    /// [`form`](RequestExt::form) with other caps than the defaults.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use wedge_sdk::{Error, FormLimits, Request, RequestExt as _};
+    ///
+    /// async fn small(mut request: Request) -> Result<String, Error> {
+    ///     let form: HashMap<String, String> = request.form_with(FormLimits::new().max_body(4096)).await?;
+    ///     Ok(format!("{} fields", form.len()))
+    /// }
+    /// ```
+    #[expect(
+        async_fn_in_trait,
+        reason = "a component runs on one thread: nothing needs this future to be Send"
+    )]
+    async fn form_with<T: serde::de::DeserializeOwned>(
+        &mut self,
+        limits: FormLimits,
+    ) -> Result<T, Error>;
+
+    /// A `multipart/form-data` body (a form with files), read field by
+    /// field as it arrives: see [`Multipart`]. The body is taken from the
+    /// request. Another `Content-Type` is a `415`, one without a boundary a
+    /// `400`; the fields are capped by the [default caps](FormLimits).
+    ///
+    /// ```
+    /// use wedge_sdk::{Error, Request, RequestExt as _};
+    ///
+    /// async fn upload(mut request: Request) -> Result<String, Error> {
+    ///     let mut form = request.multipart()?;
+    ///     let mut files = 0;
+    ///     while let Some(field) = form.next_field().await? {
+    ///         files += usize::from(field.file_name().is_some());
+    ///     }
+    ///     Ok(format!("{files} files"))
+    /// }
+    /// ```
+    fn multipart(&mut self) -> Result<Multipart, Error>;
+
+    /// [`multipart`](RequestExt::multipart) with other caps than the defaults.
+    ///
+    /// ```
+    /// use wedge_sdk::{Error, FormLimits, Multipart, Request, RequestExt as _};
+    ///
+    /// fn open(request: &mut Request) -> Result<Multipart, Error> {
+    ///     request.multipart_with(FormLimits::new().max_field(20 * 1024 * 1024).max_body(21 * 1024 * 1024))
+    /// }
+    /// ```
+    fn multipart_with(&mut self, limits: FormLimits) -> Result<Multipart, Error>;
+
+    /// The cookie called `name` from the request's `Cookie` header, as
+    /// Next.js's `cookies().get(name)`.
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// async fn whoami(request: Request) -> String {
+    ///     match request.cookie("session") {
+    ///         Some(session) => format!("you are {}", session.value()),
+    ///         None => "not signed in".to_owned(),
+    ///     }
+    /// }
+    /// ```
+    fn cookie(&self, name: &str) -> Option<Cookie<'static>>;
+
+    /// Every cookie the request carries, in order (a pair that does not
+    /// parse is skipped). Set cookies with [`SetCookies`].
+    ///
+    /// ```
+    /// use wedge_sdk::{Request, RequestExt as _};
+    ///
+    /// async fn names(request: Request) -> String {
+    ///     request.cookies().iter().map(|cookie| cookie.name()).collect::<Vec<_>>().join(", ")
+    /// }
+    /// ```
+    fn cookies(&self) -> Vec<Cookie<'static>>;
 }
 
 impl RequestExt for Request {
@@ -417,6 +555,35 @@ impl RequestExt for Request {
             Error::bad_request(format!("cannot read the request body: {error}"))
         })?;
         json::parse(bytes)
+    }
+
+    async fn form<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
+        form::read(self, FormLimits::default()).await
+    }
+
+    async fn form_with<T: serde::de::DeserializeOwned>(
+        &mut self,
+        limits: FormLimits,
+    ) -> Result<T, Error> {
+        form::read(self, limits).await
+    }
+
+    fn multipart(&mut self) -> Result<Multipart, Error> {
+        form::multipart(self, FormLimits::default())
+    }
+
+    fn multipart_with(&mut self, limits: FormLimits) -> Result<Multipart, Error> {
+        form::multipart(self, limits)
+    }
+
+    fn cookie(&self, name: &str) -> Option<Cookie<'static>> {
+        cookies::parse(self.headers())
+            .into_iter()
+            .find(|cookie| cookie.name() == name)
+    }
+
+    fn cookies(&self) -> Vec<Cookie<'static>> {
+        cookies::parse(self.headers())
     }
 }
 

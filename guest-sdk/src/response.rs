@@ -26,6 +26,8 @@ pub type Response = http::Response<Body>;
 /// | `Vec<u8>`, [`Bytes`] | `200`, `application/octet-stream` |
 /// | [`StatusCode`] | that status, empty body |
 /// | `(StatusCode, T)` | `T`'s response with that status |
+/// | `(P, T)`, `(P1, P2, T)`, `(P1, P2, P3, T)` | `T`'s response changed by each [`ResponsePart`] `P` (a status, [cookies](crate::SetCookies), [caching](crate::CacheControl)) |
+/// | [`Redirect`](crate::Redirect) | `303`, `307` or `308` with `Location` |
 /// | [`Json<T>`](crate::Json) | `200`, `application/json` |
 /// | `Result<T, E>` | `T`'s or `E`'s response; an [`Error`](crate::Error) is logged if a `5xx` |
 ///
@@ -39,7 +41,7 @@ pub type Response = http::Response<Body>;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a Wedge response",
     label = "a handler returns something that implements `wedge_sdk::IntoResponse`",
-    note = "return a `Response`, `&'static str`, `String`, `Json<T>`, `StatusCode`, \
+    note = "return a `Response`, `&'static str`, `String`, `Json<T>`, `StatusCode`, `Redirect`, \
             `(StatusCode, T)`, or `Result<T, wedge_sdk::Error>` of one of those"
 )]
 pub trait IntoResponse {
@@ -93,11 +95,77 @@ impl IntoResponse for StatusCode {
     }
 }
 
-impl<T: IntoResponse> IntoResponse for (StatusCode, T) {
+/// Something that changes a response a handler returns: its status, or
+/// headers such as `Set-Cookie` or `Cache-Control`. Put parts before the
+/// body in a tuple, `(part, body)` or `(part, part, body)`; they apply in
+/// order, after the body's own response is built, so a part wins over what
+/// the body set.
+///
+/// | part | sets |
+/// |---|---|
+/// | [`StatusCode`] | the status |
+/// | [`SetCookies`](crate::SetCookies) | a `Set-Cookie` header per cookie |
+/// | [`CacheControl`](crate::CacheControl) | `Cache-Control` |
+///
+/// ```
+/// use wedge_sdk::{CacheControl, IntoResponse, StatusCode};
+///
+/// let response = (StatusCode::CREATED, CacheControl::no_store(), "made it").into_response();
+/// assert_eq!(response.status(), StatusCode::CREATED);
+/// assert_eq!(response.headers()["cache-control"], "no-store");
+/// ```
+pub trait ResponsePart {
+    /// Changes `response`. A handler that builds a [`Response`] itself
+    /// applies parts with this.
+    ///
+    /// ```
+    /// use wedge_sdk::{CacheControl, Response, ResponsePart as _};
+    ///
+    /// let mut response = Response::new("hello".into());
+    /// CacheControl::public().max_age(60).apply(&mut response);
+    /// assert_eq!(response.headers()["cache-control"], "public, max-age=60");
+    /// ```
+    fn apply(self, response: &mut Response);
+}
+
+impl ResponsePart for StatusCode {
+    fn apply(self, response: &mut Response) {
+        *response.status_mut() = self;
+    }
+}
+
+impl<P: ResponsePart, T: IntoResponse> IntoResponse for (P, T) {
     fn into_response(self) -> Response {
-        let (status, inner) = self;
+        let (part, inner) = self;
         let mut response = inner.into_response();
-        *response.status_mut() = status;
+        part.apply(&mut response);
+        response
+    }
+}
+
+impl<P1: ResponsePart, P2: ResponsePart, T: IntoResponse> IntoResponse for (P1, P2, T) {
+    fn into_response(self) -> Response {
+        let (first, second, inner) = self;
+        let mut response = inner.into_response();
+        first.apply(&mut response);
+        second.apply(&mut response);
+        response
+    }
+}
+
+impl<P1, P2, P3, T> IntoResponse for (P1, P2, P3, T)
+where
+    P1: ResponsePart,
+    P2: ResponsePart,
+    P3: ResponsePart,
+    T: IntoResponse,
+{
+    fn into_response(self) -> Response {
+        let (first, second, third, inner) = self;
+        let mut response = inner.into_response();
+        first.apply(&mut response);
+        second.apply(&mut response);
+        third.apply(&mut response);
         response
     }
 }

@@ -3,12 +3,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
-use http::header::ALLOW;
+use http::header::{ALLOW, ORIGIN};
 use http::{HeaderValue, Method, StatusCode};
 use wstd::http::Body;
 
 use crate::Request;
+use crate::cors::Cors;
 use crate::response::{IntoResponse, Response};
 
 /// A boxed handler future. Not `Send`: a component runs on one thread.
@@ -67,7 +69,9 @@ where
 /// - `HEAD` runs the `GET` handler and drops its body (keeping its headers),
 ///   unless a `HEAD` handler is registered.
 /// - `OPTIONS` gets `204 No Content` with `Allow`, unless an `OPTIONS`
-///   handler is registered (register one to answer CORS preflights).
+///   handler is registered.
+/// - With [`Router::cors`], CORS preflights are answered before any
+///   handler, and responses to other origins get CORS headers: see [`Cors`].
 ///
 /// Handlers are plain `async fn`s, as in axum or a Next.js route file.
 /// Return the router from a plain `fn` marked [`#[handler]`](crate::handler):
@@ -91,6 +95,7 @@ where
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(Method, Box<dyn Handler>)>,
+    cors: Option<Rc<Cors>>,
 }
 
 impl Router {
@@ -170,6 +175,29 @@ impl Router {
         self.on(Method::DELETE, handler)
     }
 
+    /// Answers CORS preflights and adds CORS headers to the handlers'
+    /// responses, as `cors` says: see [`Cors`].
+    ///
+    /// # Panics
+    ///
+    /// If `cors` breaks the CORS rules: [any origin](Cors::any) with
+    /// [credentials](Cors::allow_credentials).
+    ///
+    /// ```
+    /// use wedge_sdk::{Cors, Request, Router};
+    ///
+    /// async fn list(_request: Request) -> &'static str {
+    ///     "[]"
+    /// }
+    ///
+    /// let router = Router::new().get(list).cors(Cors::new().allow_origin("https://app.example.com"));
+    /// ```
+    pub fn cors(mut self, cors: Cors) -> Router {
+        cors.check();
+        self.cors = Some(Rc::new(cors));
+        self
+    }
+
     /// The value of `Allow`: the registered methods, `HEAD` with `GET`, and
     /// `OPTIONS`, in a fixed order.
     fn allow(&self) -> String {
@@ -203,6 +231,28 @@ impl Router {
 
 impl Handler for Router {
     fn call(&self, request: Request) -> ResponseFuture {
+        let Some(cors) = &self.cors else {
+            return self.route(request);
+        };
+        if Cors::is_preflight(&request) {
+            let mut response = self.with_allow(StatusCode::NO_CONTENT);
+            cors.preflight(&request, &self.allow(), &mut response);
+            return Box::pin(async move { response });
+        }
+        let origin = request.headers().get(ORIGIN).cloned();
+        let cors = Rc::clone(cors);
+        let response = self.route(request);
+        Box::pin(async move {
+            let mut response = response.await;
+            cors.actual(origin.as_ref(), &mut response);
+            response
+        })
+    }
+}
+
+impl Router {
+    /// The handler's response to `request`, or the router's own.
+    fn route(&self, request: Request) -> ResponseFuture {
         let method = request.method().clone();
         if let Some(handler) = self.handler(&method) {
             return handler.call(request);

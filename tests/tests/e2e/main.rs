@@ -7,6 +7,7 @@ mod cli;
 mod dev;
 mod errors;
 mod examples;
+mod handlers;
 mod hostile_clients;
 mod hostile_files;
 mod hostile_guests;
