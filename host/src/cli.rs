@@ -29,8 +29,8 @@ use crate::loader::{
     Loader, SettingsSource, SizeCaps, read_text_capped,
 };
 use crate::metrics::Metrics;
-use crate::response_cache::DEFAULT_CACHE_MEMORY;
 use crate::reload::{Reloader, RouteWatch};
+use crate::response_cache::DEFAULT_CACHE_MEMORY;
 use crate::routing::RouteTable;
 use crate::sandbox::new_linker;
 use crate::server::tls::{Certificate, CertificateWatch, TlsFiles};

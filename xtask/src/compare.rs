@@ -4,6 +4,12 @@
 //! more, servers run on core 0 and `wrk` on core 1. The servers take turns
 //! (A B C A B C …) for several rounds, so that the machine's drift touches
 //! them alike; every ratio compares figures from the same run.
+//!
+//! Two more rows run the same `wedge` binary on a route its response cache
+//! answers (the `cache_probe` fixture, asked for `s-maxage=3600`): warmed
+//! by one request, then the same `wrk` runs, with and without the access
+//! log. The server's `/metrics` before and after show that no request
+//! under `wrk` instantiated the guest.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +25,12 @@ const CONNECTIONS: [u32; 2] = [32, 128];
 const SECONDS: u32 = 5;
 /// The streamed echo's size.
 const ECHO_BYTES: usize = 50 * 1024 * 1024;
+/// The cached route, and the request that makes its answer cacheable for
+/// an hour: `cc=public, s-maxage=3600` (the query is part of the cache key).
+const CACHED_ROUTE: &str = "/cached";
+const CACHED_PATH: &str = "/cached?cc=public%2C%20s-maxage%3D3600";
+/// The cached row's target: this share of native hyper's req/s.
+const CACHED_TARGET: f64 = 0.7;
 
 /// What the comparison runs.
 pub struct Compare {
@@ -31,9 +43,10 @@ pub struct Compare {
     /// Another `wedge` build to measure beside this one, in the same run
     /// (`WEDGE_BASELINE`): an A/B of a change.
     pub baseline: Option<PathBuf>,
-    /// The `hello_v1` and `echo_stream` components.
+    /// The `hello_v1`, `echo_stream` and `cache_probe` components.
     pub hello: PathBuf,
     pub echo: PathBuf,
+    pub cache_probe: PathBuf,
     /// Scratch space, and where `compare.json` goes.
     pub work: PathBuf,
     pub rounds: usize,
@@ -46,6 +59,10 @@ enum Kind {
     /// The `WEDGE_BASELINE` build.
     Baseline,
     Wasmtime,
+    /// `wedge serve` answering from its response cache, `RUST_LOG=warn`.
+    Cached,
+    /// The same with the access log on (`RUST_LOG=info`).
+    CachedInfo,
 }
 
 impl Kind {
@@ -55,6 +72,27 @@ impl Kind {
             Kind::Wedge => "wedge serve",
             Kind::Baseline => "wedge serve (baseline)",
             Kind::Wasmtime => "wasmtime serve -Scli",
+            Kind::Cached => "wedge serve, cached route",
+            Kind::CachedInfo => "  same, access log on",
+        }
+    }
+
+    fn cached(self) -> bool {
+        matches!(self, Kind::Cached | Kind::CachedInfo)
+    }
+
+    /// What `wrk` requests.
+    fn path(self) -> &'static str {
+        if self.cached() { CACHED_PATH } else { "/hello" }
+    }
+
+    /// `RUST_LOG` for a Wedge server.
+    fn log(self) -> &'static str {
+        if self == Kind::CachedInfo {
+            "info"
+        } else {
+            // No access log: neither of the others writes one.
+            "warn"
         }
     }
 }
@@ -75,13 +113,18 @@ struct Figures {
     /// Echoes that failed, and why: reported, not fatal, so that one
     /// server's failure still leaves the other figures.
     echo_errors: Vec<String>,
+    /// The cached rows: over each round's `wrk` runs (warm-up, c32, c128),
+    /// the route's instantiations, its cache hits, and wrk's requests.
+    instantiations: Vec<f64>,
+    hits: Vec<f64>,
+    wrk_requests: Vec<u64>,
 }
 
 impl Compare {
     pub fn run(&self) -> anyhow::Result<()> {
         let wrk = wrk_program()?;
         let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-        let mut kinds = vec![Kind::Native, Kind::Wedge];
+        let mut kinds = vec![Kind::Native, Kind::Wedge, Kind::Cached, Kind::CachedInfo];
         if self.baseline.is_some() {
             kinds.push(Kind::Baseline);
         }
@@ -99,6 +142,8 @@ impl Compare {
         for component in [&self.hello, &self.echo] {
             drop(self.start(Kind::Wedge, component, pinned)?);
         }
+        // And the cached route's component.
+        drop(self.start(Kind::Cached, &self.hello, pinned)?);
         let mut figures: Vec<Figures> = kinds.iter().map(|_| Figures::default()).collect();
         for round in 1..=self.rounds {
             for (kind, figures) in kinds.iter().zip(&mut figures) {
@@ -121,11 +166,28 @@ impl Compare {
         let started = Instant::now();
         let server = self.start(kind, &self.hello, pinned)?;
         into.start_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        run_wrk(wrk, pinned, server.addr, "/hello", 32, 1)?;
+        let path = kind.path();
+        // The cached route: one request stores the answer, then the
+        // counters are read before and after every `wrk` run.
+        let before = match server.admin {
+            Some(admin) => {
+                let first = crate::cache::request(server.addr, path)?;
+                anyhow::ensure!(
+                    first.status == 200 && first.cache == "MISS",
+                    "the first GET {path} answered {} with x-wedge-cache {}",
+                    first.status,
+                    first.cache
+                );
+                Some(crate::cache::metrics_at(admin)?)
+            }
+            None => None,
+        };
+        let mut requests = run_wrk(wrk, pinned, server.addr, path, 32, 1)?.requests;
         for connections in CONNECTIONS {
             let before = cpu_seconds(server.pid())?;
-            let result = run_wrk(wrk, pinned, server.addr, "/hello", connections, SECONDS)?;
+            let result = run_wrk(wrk, pinned, server.addr, path, connections, SECONDS)?;
             let cpu = cpu_seconds(server.pid())? - before;
+            requests += result.requests;
             if connections == CONNECTIONS[0] {
                 into.rps.push(result.rps);
                 into.p50_ms.push(result.p50_ms);
@@ -138,6 +200,21 @@ impl Compare {
                 into.peak_rss_mb_c128
                     .push(peak_rss_kib(server.pid())? as f64 / 1024.0);
             }
+        }
+        if let (Some(before), Some(admin)) = (before, server.admin) {
+            let after = crate::cache::metrics_at(admin)?;
+            let hits = [("route", CACHED_ROUTE), ("result", "hit")];
+            into.instantiations.push(
+                crate::cache::instantiations(&after, CACHED_ROUTE)
+                    - crate::cache::instantiations(&before, CACHED_ROUTE),
+            );
+            into.hits.push(
+                crate::cache::metric(&after, "wedge_cache_requests_total", &hits)
+                    - crate::cache::metric(&before, "wedge_cache_requests_total", &hits),
+            );
+            into.wrk_requests.push(requests);
+            // The echo is the hello rows' figure: a POST is not cached.
+            return Ok(());
         }
         drop(server);
 
@@ -168,7 +245,7 @@ impl Compare {
                 command.arg(&self.native).arg("127.0.0.1:0");
                 Server::printing_address(command)
             }
-            Kind::Wedge | Kind::Baseline => {
+            Kind::Wedge | Kind::Baseline | Kind::Cached | Kind::CachedInfo => {
                 let wedge = match kind {
                     Kind::Baseline => self.baseline.as_ref().context("no baseline")?,
                     _ => &self.wedge,
@@ -180,19 +257,26 @@ impl Compare {
                 std::fs::create_dir_all(&routes)?;
                 std::fs::copy(component, routes.join("hello.wasm"))?;
                 std::fs::write(routes.join("hello.toml"), "max_body = \"64MiB\"\n")?;
+                if kind.cached() {
+                    std::fs::copy(&self.cache_probe, routes.join("cached.wasm"))
+                        .context("copy cache_probe.wasm")?;
+                }
                 command
                     .arg(wedge)
                     .arg("serve")
                     .arg(&routes)
                     .args(["--listen", "127.0.0.1:0", "--no-watch", "--cache-dir"])
                     .arg(dir.join("cache"))
-                    // No access log: neither of the others writes one.
-                    .env("RUST_LOG", "warn");
-                if kind == Kind::Wedge {
+                    .env("RUST_LOG", kind.log());
+                if kind != Kind::Baseline {
                     // An earlier build (the baseline) may not know the flag.
                     command.arg("--data-dir").arg(dir.join("data"));
                 }
-                Server::printing_address(command)
+                if kind.cached() {
+                    Server::printing_addresses(command)
+                } else {
+                    Server::printing_address(command)
+                }
             }
             Kind::Wasmtime => {
                 let wasmtime = self.wasmtime.as_ref().context("no wasmtime")?;
@@ -213,7 +297,7 @@ impl Compare {
         let wasmtime_rps = index(Kind::Wasmtime).map(|i| median(&figures[i].rps));
         println!(
             "\nhello world, fresh instance per request; wrk -t1 -c32 -d{SECONDS}s (p99 also at \
-             -c128); {} rounds{}",
+             -c128); {} rounds{}; wedge with RUST_LOG=warn (no access log) unless a row says",
             self.rounds,
             if pinned {
                 "; server on core 0, wrk on core 1"
@@ -252,7 +336,11 @@ impl Compare {
                 max(&f.peak_rss_mb),
                 max(&f.peak_rss_mb_c128),
                 median(&f.start_ms),
-                echo_figure(f),
+                if kind.cached() {
+                    "-".to_owned()
+                } else {
+                    echo_figure(f)
+                },
                 rps / native_rps,
                 versus_wasmtime
             );
@@ -263,6 +351,10 @@ impl Compare {
                 "peak_rss_mb": f.peak_rss_mb, "peak_rss_mb_c128": f.peak_rss_mb_c128,
                 "start_ms": f.start_ms,
                 "echo_mb_per_s": f.echo_mb_s, "echo_errors": f.echo_errors,
+                "rust_log": (*kind != Kind::Native && *kind != Kind::Wasmtime).then(|| kind.log()),
+                "path": kind.path(),
+                "instantiations_under_wrk": f.instantiations,
+                "cache_hits_under_wrk": f.hits, "wrk_requests": f.wrk_requests,
             }));
         }
         if let (Some(wedge), Some(baseline)) = (index(Kind::Wedge), index(Kind::Baseline)) {
@@ -278,6 +370,11 @@ impl Compare {
                 ratio(|f| &f.p99_ms),
                 ratio(|f| &f.p99_ms_c128),
             );
+        }
+        for (kind, f) in kinds.iter().zip(figures) {
+            if kind.cached() {
+                cached_summary(*kind, f, &figures[0]);
+            }
         }
         for (kind, f) in kinds.iter().zip(figures) {
             for error in &f.echo_errors {
@@ -298,6 +395,8 @@ impl Compare {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Its admin listener, if it was started with one.
+    admin: Option<SocketAddr>,
 }
 
 impl Server {
@@ -309,7 +408,24 @@ impl Server {
             .spawn()
             .with_context(|| format!("start {command:?}"))?;
         let addr = crate::bench::listening_address(&mut child)?;
-        let server = Server { addr, child };
+        let server = Server {
+            addr,
+            child,
+            admin: None,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Starts `command`, a `wedge serve`, with an admin listener: it prints
+    /// `listening on http://ADDR`, then `admin on http://ADDR`.
+    fn printing_addresses(command: Command) -> anyhow::Result<Server> {
+        let (child, addr, admin) = crate::cache::spawn_with_admin(command)?;
+        let server = Server {
+            child,
+            addr,
+            admin: Some(admin),
+        };
         server.wait_ready()?;
         Ok(server)
     }
@@ -321,7 +437,11 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("start {command:?}"))?;
-        let server = Server { child, addr };
+        let server = Server {
+            child,
+            addr,
+            admin: None,
+        };
         server.wait_ready()?;
         Ok(server)
     }
@@ -355,6 +475,44 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A cached row's verdicts: its req/s against native hyper's (the median,
+/// and round by round), and what its `/metrics` counted under `wrk`.
+fn cached_summary(kind: Kind, cached: &Figures, native: &Figures) {
+    let ratio = median(&cached.rps) / median(&native.rps);
+    let rounds: Vec<String> = cached
+        .rps
+        .iter()
+        .zip(&native.rps)
+        .map(|(c, n)| format!("{:.2}", c / n))
+        .collect();
+    println!(
+        "\n  cached route, RUST_LOG={} (GET {CACHED_PATH}, warmed by one request): \
+         {:.0} req/s, {ratio:.2}x native hyper's in the same run (rounds: {}); \
+         target >= {CACHED_TARGET}x: {}",
+        kind.log(),
+        median(&cached.rps),
+        rounds.join(", "),
+        if ratio >= CACHED_TARGET {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    let instantiated: f64 = cached.instantiations.iter().sum();
+    let hits: f64 = cached.hits.iter().sum();
+    let requests: u64 = cached.wrk_requests.iter().sum();
+    println!(
+        "    /metrics around the wrk runs: {instantiated} instantiations of {CACHED_ROUTE} \
+         ({}), {hits} cache hits for wrk's {requests} requests ({:.4}x)",
+        if instantiated == 0.0 {
+            "unchanged: no hit instantiated"
+        } else {
+            "CHANGED"
+        },
+        hits / requests.max(1) as f64
+    );
 }
 
 /// `wrk` on the PATH, installed with apt-get when missing and possible.

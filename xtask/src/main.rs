@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use wedge_toolchains::World;
 
 mod bench;
+mod cache;
 mod compare;
 mod deploy;
 mod hostile;
@@ -66,7 +67,7 @@ enum Task {
     /// Installs both linters from PyPI if needed.
     DeployCheck,
     /// Benchmarks, on the release build. Without a subcommand: Wedge beside
-    /// native hyper and `wasmtime serve` under wrk, then `noisy`; with
+    /// native hyper and `wasmtime serve` under wrk, then `cache` and `noisy`; with
     /// `WEDGE_BASELINE=/path/to/wedge`, that build too, in the same rounds
     /// (an A/B of a change).
     Bench {
@@ -103,6 +104,10 @@ enum BenchKind {
     /// A route doing one key-value get and one set per request, on the
     /// embedded store and on a local redis-server, beside the hello route.
     Kv,
+    /// The response cache: 1,000 concurrent requests to a stale
+    /// `stale-while-revalidate` answer run the guest once (also run after
+    /// the comparison).
+    Cache,
 }
 
 fn main() -> ExitCode {
@@ -395,17 +400,21 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
             baseline: std::env::var_os("WEDGE_BASELINE").map(PathBuf::from),
             hello: bench.guests.join("hello_v1.wasm"),
             echo: bench.guests.join("echo_stream.wasm"),
+            cache_probe: bench.guests.join("cache_probe.wasm"),
             work: bench.work.clone(),
             rounds: rounds.max(1),
         };
         compare.run()?;
+        let burst = cache_bench(&bench).burst();
         // The table includes a neighbour's latency: run it too.
-        return bench.noisy();
+        bench.noisy()?;
+        return burst;
     };
     match which {
         BenchKind::Reload => bench.reload(),
         BenchKind::Noisy => bench.noisy(),
         BenchKind::Hostile => bench.hostile(),
+        BenchKind::Cache => cache_bench(&bench).burst(),
         BenchKind::Kv => kv::KvBench {
             wedge: bench.wedge.clone(),
             guests: bench.guests.clone(),
@@ -423,5 +432,13 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
             componentize(&root().join("examples/python/app.py"), World::Handler, &py)?;
             bench.languages(&js, &py)
         }
+    }
+}
+
+fn cache_bench(bench: &bench::Bench) -> cache::CacheBench {
+    cache::CacheBench {
+        wedge: bench.wedge.clone(),
+        guests: bench.guests.clone(),
+        work: bench.work.clone(),
     }
 }

@@ -254,7 +254,9 @@ impl ResponseCache {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent data: every
         // change below completes before anything that can panic.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Looks `key` up for a request with `headers`, served by the route
@@ -349,9 +351,8 @@ impl ResponseCache {
             None => Vec::new(),
         };
         // The same variant of another time, or of an older version, goes.
-        variants.retain(|old| {
-            Arc::ptr_eq(&old.version, &stored.version) && old.vary != stored.vary
-        });
+        variants
+            .retain(|old| Arc::ptr_eq(&old.version, &stored.version) && old.vary != stored.vary);
         variants.insert(0, stored);
         variants.truncate(MAX_VARIANTS);
         let slot = Slot::Stored(variants);

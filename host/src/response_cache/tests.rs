@@ -66,9 +66,19 @@ fn secs(n: u64) -> Duration {
 
 #[test]
 fn a_shared_cache_takes_s_maxage_over_max_age() {
-    let both = stored_for(&[], 200, &[("cache-control", "max-age=5, s-maxage=60")], &auto());
+    let both = stored_for(
+        &[],
+        200,
+        &[("cache-control", "max-age=5, s-maxage=60")],
+        &auto(),
+    );
     assert_eq!(both.unwrap().fresh_for, secs(60));
-    let public = stored_for(&[], 200, &[("cache-control", "public, max-age=30")], &auto());
+    let public = stored_for(
+        &[],
+        200,
+        &[("cache-control", "public, max-age=30")],
+        &auto(),
+    );
     assert_eq!(public.unwrap().fresh_for, secs(30));
 }
 
@@ -79,12 +89,21 @@ fn what_a_shared_cache_must_not_store_is_not_stored() {
         (200, vec![("cache-control", "no-store, s-maxage=60")]),
         (200, vec![("cache-control", "no-cache, s-maxage=60")]),
         (200, vec![("cache-control", "s-maxage=0")]),
-        (200, vec![("cache-control", "public, s-maxage=60"), ("set-cookie", "a=1")]),
+        (
+            200,
+            vec![
+                ("cache-control", "public, s-maxage=60"),
+                ("set-cookie", "a=1"),
+            ],
+        ),
         (200, vec![("cache-control", "s-maxage=60"), ("vary", "*")]),
         (500, vec![("cache-control", "s-maxage=60")]),
         (503, vec![("cache-control", "s-maxage=60")]),
         // No freshness stated: no heuristic lifetime either.
-        (200, vec![("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")]),
+        (
+            200,
+            vec![("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")],
+        ),
         (200, vec![]),
     ] {
         let found = stored_for(&[], status, &response, &auto());
@@ -94,7 +113,12 @@ fn what_a_shared_cache_must_not_store_is_not_stored() {
 
 #[test]
 fn age_counts_against_the_lifetime() {
-    let found = stored_for(&[], 200, &[("cache-control", "s-maxage=60"), ("age", "20")], &auto());
+    let found = stored_for(
+        &[],
+        200,
+        &[("cache-control", "s-maxage=60"), ("age", "20")],
+        &auto(),
+    );
     let found = found.unwrap();
     assert_eq!(found.fresh_for, secs(40));
     assert_eq!(found.age, secs(20));
@@ -105,7 +129,10 @@ fn stale_while_revalidate_is_the_stale_window() {
     let found = stored_for(
         &[],
         200,
-        &[("cache-control", "public, s-maxage=10, stale-while-revalidate=30")],
+        &[(
+            "cache-control",
+            "public, s-maxage=10, stale-while-revalidate=30",
+        )],
         &auto(),
     );
     assert_eq!(
@@ -123,7 +150,10 @@ fn revalidate_applies_when_the_guest_says_nothing() {
     let route = settings(Dynamic::Auto, Some(60));
     let silent = stored_for(&[], 200, &[("content-type", "text/plain")], &route).unwrap();
     assert_eq!(silent.fresh_for, secs(60));
-    assert_eq!(silent.stale_for, MAX_REVALIDATE, "served stale while it regenerates");
+    assert_eq!(
+        silent.stale_for, MAX_REVALIDATE,
+        "served stale while it regenerates"
+    );
     // The guest's own word wins under "auto".
     let private = stored_for(&[], 200, &[("cache-control", "private")], &route);
     assert_eq!(private, None);
@@ -134,7 +164,12 @@ fn revalidate_applies_when_the_guest_says_nothing() {
 #[test]
 fn force_static_and_force_dynamic_override_the_guest() {
     let static_ = settings(Dynamic::ForceStatic, Some(30));
-    let found = stored_for(&[], 200, &[("cache-control", "private, no-store")], &static_);
+    let found = stored_for(
+        &[],
+        200,
+        &[("cache-control", "private, no-store")],
+        &static_,
+    );
     assert_eq!(found.unwrap().fresh_for, secs(30));
     let forever = stored_for(&[], 200, &[], &settings(Dynamic::ForceStatic, None));
     assert_eq!(forever.unwrap().fresh_for, MAX_REVALIDATE);
@@ -142,7 +177,12 @@ fn force_static_and_force_dynamic_override_the_guest() {
     let cookie = stored_for(&[], 200, &[("set-cookie", "s=1")], &static_);
     assert_eq!(cookie, None);
     let dynamic = settings(Dynamic::ForceDynamic, Some(30));
-    let found = stored_for(&[], 200, &[("cache-control", "public, s-maxage=60")], &dynamic);
+    let found = stored_for(
+        &[],
+        200,
+        &[("cache-control", "public, s-maxage=60")],
+        &dynamic,
+    );
     assert_eq!(found, None);
 }
 
@@ -207,14 +247,23 @@ fn memory_is_bounded_and_the_least_recently_used_goes_first() {
     for n in 0..20 {
         put(&cache, &version, &key(&format!("/{n}")), &body);
         // /0 is used after every store: it stays.
-        assert!(hit_body(&cache, &version, &key("/0")).is_some(), "after {n}");
+        assert!(
+            hit_body(&cache, &version, &key("/0")).is_some(),
+            "after {n}"
+        );
     }
     let state = cache.state();
     assert!(state.bytes <= 16 * 1024, "{} bytes", state.bytes);
     assert!(state.entries.len() < 20, "something was evicted");
     drop(state);
-    assert!(hit_body(&cache, &version, &key("/1")).is_none(), "the oldest unused went");
-    assert!(hit_body(&cache, &version, &key("/19")).is_some(), "the newest stayed");
+    assert!(
+        hit_body(&cache, &version, &key("/1")).is_none(),
+        "the oldest unused went"
+    );
+    assert!(
+        hit_body(&cache, &version, &key("/19")).is_some(),
+        "the newest stayed"
+    );
 }
 
 #[test]
@@ -234,7 +283,7 @@ fn concurrent_misses_wait_for_the_first_and_wake_when_it_ends() {
         Lookup::Miss(fill) => fill,
         _ => panic!("the first request leads"),
     };
-    let Lookup::Wait(mut waiting) = cache.lookup(&key, &version, &HeaderMap::new(), true) else {
+    let Lookup::Wait(waiting) = cache.lookup(&key, &version, &HeaderMap::new(), true) else {
         panic!("the second request waits");
     };
     assert!(!waiting.has_changed().unwrap_or(true), "nothing yet");
@@ -270,7 +319,13 @@ fn vary_keeps_one_variant_per_request_value() {
         let Lookup::Miss(fill) = cache.lookup(&key, &version, &request, true) else {
             panic!("a miss for {language}");
         };
-        store(&cache, &fill, &request, &[("vary", "Accept-Language")], language);
+        store(
+            &cache,
+            &fill,
+            &request,
+            &[("vary", "Accept-Language")],
+            language,
+        );
     }
     for language in ["en", "fr"] {
         let request = headers(&[("accept-language", language)]);

@@ -92,7 +92,7 @@ impl Metered {
             bytes_out = self.sent,
             ms = millis(duration),
             instantiate_ms = instantiation.map_or(0.0, millis),
-            cache = exchange.cache.map_or("-", CacheStatus::as_str),
+            cache = %exchange.cache.map_or("-", CacheStatus::as_str),
             complete,
         );
         exchange.metrics.record_request(&RequestRecord {

@@ -105,10 +105,14 @@ pub(super) fn parse_cors(ctx: &Ctx<'_>, mut table: Table) -> Result<CorsSettings
         })?;
     let allow_methods = ctx.take(&mut table, "allow_methods", methods)?;
     let allow_headers = ctx
-        .take(&mut table, "allow_headers", |value| header_names(value, true))?
+        .take(&mut table, "allow_headers", |value| {
+            header_names(value, true)
+        })?
         .unwrap_or_default();
     let expose_headers = ctx
-        .take(&mut table, "expose_headers", |value| header_names(value, false))?
+        .take(&mut table, "expose_headers", |value| {
+            header_names(value, false)
+        })?
         .unwrap_or_default();
     let allow_credentials = ctx
         .take(&mut table, "allow_credentials", |value| match value {
@@ -144,8 +148,7 @@ pub(super) fn parse_cors(ctx: &Ctx<'_>, mut table: Table) -> Result<CorsSettings
 }
 
 fn origins(value: Value) -> Result<Origins, String> {
-    const EXPECTED: &str =
-        "a list of origins like [\"https://app.example.com\", \"http://localhost:5173\"], or [\"*\"]";
+    const EXPECTED: &str = "a list of origins like [\"https://app.example.com\", \"http://localhost:5173\"], or [\"*\"]";
     let Value::Array(items) = value else {
         return Err(wrong_type(EXPECTED, &value));
     };
@@ -170,7 +173,9 @@ fn origins(value: Value) -> Result<Origins, String> {
 /// One `allow_origins` entry, normalized as browsers send `Origin`.
 fn origin(text: &str) -> Result<String, String> {
     let bad = |why: &str| {
-        format!("{text:?} is not an origin ({why}); write scheme://host[:port], like \"https://app.example.com\"")
+        format!(
+            "{text:?} is not an origin ({why}); write scheme://host[:port], like \"https://app.example.com\""
+        )
     };
     if text == "*" {
         return Err("\"*\" must be alone in the list: any origin".into());
@@ -192,7 +197,9 @@ fn origin(text: &str) -> Result<String, String> {
     };
     let authority: http::uri::Authority = host.parse().map_err(|_| bad("bad host"))?;
     if authority.host().contains('*') {
-        return Err(bad("`*` only as the first label, as in https://*.example.com"));
+        return Err(bad(
+            "`*` only as the first label, as in https://*.example.com",
+        ));
     }
     let mut host = authority.as_str().to_ascii_lowercase();
     if let Some(bare) = host.strip_suffix(default_port) {
@@ -244,20 +251,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<CorsSettings, String> {
         let top = Ctx::top(Path::new("r.toml"));
-        parse_cors(&top.nested("cors"), text.parse::<Table>().unwrap()).map_err(|error| error.to_string())
+        parse_cors(&top.nested("cors"), text.parse::<Table>().unwrap())
+            .map_err(|error| error.to_string())
     }
 
     #[test]
     fn origins_are_normalized_as_browsers_send_them() {
-        let cors = parse("allow_origins = [\"HTTPS://App.Example.com:443/\", \"http://localhost:5173\"]").unwrap();
+        let cors =
+            parse("allow_origins = [\"HTTPS://App.Example.com:443/\", \"http://localhost:5173\"]")
+                .unwrap();
         assert_eq!(
             cors.allow_origins,
-            Origins::List(vec!["https://app.example.com".into(), "http://localhost:5173".into()])
+            Origins::List(vec![
+                "https://app.example.com".into(),
+                "http://localhost:5173".into()
+            ])
         );
         assert!(cors.allow_origins.allows(b"https://app.example.com"));
         assert!(cors.allow_origins.allows(b"http://localhost:5173"));
         assert!(!cors.allow_origins.allows(b"http://app.example.com"));
-        assert!(!cors.allow_origins.allows(b"https://app.example.com.evil.test"));
+        assert!(
+            !cors
+                .allow_origins
+                .allows(b"https://app.example.com.evil.test")
+        );
         assert!(!cors.allow_origins.allows(b"null"));
     }
 
@@ -279,7 +296,10 @@ mod tests {
             ("allow_origins = [\"app.example.com\"]", "no scheme"),
             ("allow_origins = [\"ftp://a.example\"]", "http or https"),
             ("allow_origins = [\"https://a.example/path\"]", "no path"),
-            ("allow_origins = [\"*\", \"https://a.example\"]", "must be alone"),
+            (
+                "allow_origins = [\"*\", \"https://a.example\"]",
+                "must be alone",
+            ),
             (
                 "allow_origins = [\"*\"]\nallow_credentials = true",
                 "would let any site act with a visitor's cookies",
@@ -288,10 +308,22 @@ mod tests {
                 "allow_origins = [\"https://a.example\"]\nallow_credentials = true\nallow_headers = [\"*\"]",
                 "not allowed with allow_credentials",
             ),
-            ("allow_origins = [\"*\"]\nallow_headers = [\"bad header\"]", "not a header name"),
-            ("allow_origins = [\"*\"]\nmax_age = \"2d\"", "more than browsers keep"),
-            ("allow_origins = [\"*\"]\nallow_methods = [\"get\"]", "case-sensitive"),
-            ("allow_origins = [\"*\"]\norigin = 1", "`cors.origin`: unknown key"),
+            (
+                "allow_origins = [\"*\"]\nallow_headers = [\"bad header\"]",
+                "not a header name",
+            ),
+            (
+                "allow_origins = [\"*\"]\nmax_age = \"2d\"",
+                "more than browsers keep",
+            ),
+            (
+                "allow_origins = [\"*\"]\nallow_methods = [\"get\"]",
+                "case-sensitive",
+            ),
+            (
+                "allow_origins = [\"*\"]\norigin = 1",
+                "`cors.origin`: unknown key",
+            ),
         ] {
             let error = parse(text).unwrap_err();
             assert!(error.contains(says), "{text:?}: {error}");

@@ -354,12 +354,16 @@ async fn todos_are_kept_in_the_default_store(client: &Http) {
 #[tokio::test]
 async fn catch_all_echo_and_index_answer_as_the_readme_says() {
     let (server, _routes, _, _) = start().await;
-    for client in server.clients() {
+    for (n, client) in server.clients().into_iter().enumerate() {
         let post = client.get("/blog/2026/hello%2Fworld").await;
         assert_eq!(
             json(&post),
             json!({"slug": "2026/hello/world", "segments": ["2026", "hello/world"]})
         );
+        // The sidecar's `revalidate`: the second client gets the first's
+        // answer from the cache.
+        let cached = if n == 0 { "MISS" } else { "HIT" };
+        assert_eq!(post.headers()["x-wedge-cache"], cached);
 
         let content_type = [("content-type", "text/x-ping")];
         let echo = client
@@ -461,11 +465,14 @@ async fn the_committed_sidecars_load() {
         "--cache-dir".as_ref(),
         cache.path().as_os_str(),
     ];
-    let key = [("WEATHER_API_KEY", Some(SECRET))];
+    let key = [
+        ("WEATHER_API_KEY", Some(SECRET)),
+        ("WEBHOOK_SECRET", Some("s")),
+    ];
     let (code, stdout, stderr) = crate::harness::run_wedge_with_env(&args, &key).await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("/api/weather"), "{stdout}");
-    let no_key = [("WEATHER_API_KEY", None)];
+    let no_key = [("WEATHER_API_KEY", None), ("WEBHOOK_SECRET", Some("s"))];
     let (code, _, stderr) = crate::harness::run_wedge_with_env(&args, &no_key).await;
     assert_eq!(
         code, 1,

@@ -452,4 +452,10 @@ async fn the_cached_example_says_how_long_shared_caches_may_keep_it() {
             .is_some_and(|t| t > 1_700_000_000),
         "{quote}"
     );
+    assert_eq!(header(&answer, "x-wedge-cache"), Some("MISS"));
+    // Wedge is such a shared cache: the next request is the same answer,
+    // from memory.
+    let again = client.get("/api/quote").await;
+    assert_eq!(header(&again, "x-wedge-cache"), Some("HIT"));
+    assert_eq!(json(&again), quote);
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod caching;
 mod cli;
 mod dev;
 mod errors;
