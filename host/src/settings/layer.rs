@@ -553,6 +553,15 @@ mod tests {
     fn bad_values_say_what_is_allowed() {
         let cases = [
             (
+                "dynamic = \"static\"",
+                "dynamic",
+                "must be \"auto\", \"force-dynamic\" or \"force-static\"",
+            ),
+            ("revalidate = 60", "revalidate", "a duration like \"60s\""),
+            ("revalidate = \"500ms\"", "revalidate", "less than a second"),
+            ("revalidate = \"2y\"", "revalidate", "more than the most allowed"),
+            ("cors = true", "cors", "a table ([cors])"),
+            (
                 "max_body = -1",
                 "max_body",
                 "an integer (bytes) or a string like \"128MiB\"",
@@ -754,7 +763,7 @@ mod tests {
         assert_eq!(key, "timout");
         assert!(message.contains(
             "methods, max_concurrency, timeout, memory, max_body, cpu_time, \
-                 max_outbound_connections, key_value_stores, env, build"
+                 max_outbound_connections, key_value_stores, dynamic, revalidate, cors, env, build"
         ));
         let (key, message) = error("[build]\ncommand = \"m\"\noutput = \"o\"\ncmd = \"x\"");
         assert_eq!(
