@@ -114,9 +114,11 @@ struct Figures {
     /// server's failure still leaves the other figures.
     echo_errors: Vec<String>,
     /// The cached rows: over each round's `wrk` runs (warm-up, c32, c128),
-    /// the route's instantiations, its cache hits, and wrk's requests.
+    /// the route's instantiations, its cache hits and misses, and wrk's
+    /// requests.
     instantiations: Vec<f64>,
     hits: Vec<f64>,
+    misses: Vec<f64>,
     wrk_requests: Vec<u64>,
 }
 
@@ -203,15 +205,17 @@ impl Compare {
         }
         if let (Some(before), Some(admin)) = (before, server.admin) {
             let after = crate::cache::metrics_at(admin)?;
-            let hits = [("route", CACHED_ROUTE), ("result", "hit")];
+            let counted = |result: &str| {
+                let labels = [("route", CACHED_ROUTE), ("result", result)];
+                crate::cache::metric(&after, "wedge_cache_requests_total", &labels)
+                    - crate::cache::metric(&before, "wedge_cache_requests_total", &labels)
+            };
             into.instantiations.push(
                 crate::cache::instantiations(&after, CACHED_ROUTE)
                     - crate::cache::instantiations(&before, CACHED_ROUTE),
             );
-            into.hits.push(
-                crate::cache::metric(&after, "wedge_cache_requests_total", &hits)
-                    - crate::cache::metric(&before, "wedge_cache_requests_total", &hits),
-            );
+            into.hits.push(counted("hit"));
+            into.misses.push(counted("miss"));
             into.wrk_requests.push(requests);
             // The echo is the hello rows' figure: a POST is not cached.
             return Ok(());
@@ -306,7 +310,7 @@ impl Compare {
             }
         );
         println!(
-            "  {:22} {:>28} {:>9} {:>9} {:>13} {:>12} {:>9} {:>10} {:>10} {:>11} {:>9} {:>10}",
+            "  {:26} {:>28} {:>9} {:>9} {:>13} {:>12} {:>9} {:>10} {:>10} {:>11} {:>9} {:>10}",
             "server",
             "req/s median [min-max]",
             "p50 ms",
@@ -326,7 +330,7 @@ impl Compare {
             let versus_wasmtime =
                 wasmtime_rps.map_or("-".to_owned(), |w| format!("{:.2}", rps / w));
             println!(
-                "  {:22} {:>28} {:>9.3} {:>9.3} {:>13.3} {:>12.1} {:>9.1} {:>10.1} {:>10.0} {:>11} {:>9.2} {:>10}",
+                "  {:26} {:>28} {:>9.3} {:>9.3} {:>13.3} {:>12.1} {:>9.1} {:>10.1} {:>10.0} {:>11} {:>9.2} {:>10}",
                 kind.name(),
                 format!("{rps:.0} [{:.0}-{:.0}]", min(&f.rps), max(&f.rps)),
                 median(&f.p50_ms),
@@ -354,7 +358,8 @@ impl Compare {
                 "rust_log": (*kind != Kind::Native && *kind != Kind::Wasmtime).then(|| kind.log()),
                 "path": kind.path(),
                 "instantiations_under_wrk": f.instantiations,
-                "cache_hits_under_wrk": f.hits, "wrk_requests": f.wrk_requests,
+                "cache_hits_under_wrk": f.hits, "cache_misses_under_wrk": f.misses,
+                "wrk_requests": f.wrk_requests,
             }));
         }
         if let (Some(wedge), Some(baseline)) = (index(Kind::Wedge), index(Kind::Baseline)) {
@@ -502,10 +507,13 @@ fn cached_summary(kind: Kind, cached: &Figures, native: &Figures) {
     );
     let instantiated: f64 = cached.instantiations.iter().sum();
     let hits: f64 = cached.hits.iter().sum();
+    let misses: f64 = cached.misses.iter().sum();
     let requests: u64 = cached.wrk_requests.iter().sum();
     println!(
-        "    /metrics around the wrk runs: {instantiated} instantiations of {CACHED_ROUTE} \
-         ({}), {hits} cache hits for wrk's {requests} requests ({:.4}x)",
+        "    /metrics before and after the wrk runs, {} rounds: {instantiated} instantiations \
+         of {CACHED_ROUTE} ({}), {hits} cache hits and {misses} misses for wrk's {requests} \
+         requests (hits / requests {:.4})",
+        cached.rps.len(),
         if instantiated == 0.0 {
             "unchanged: no hit instantiated"
         } else {
