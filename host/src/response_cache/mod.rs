@@ -13,11 +13,14 @@
 //!   a reload drops a route's entries ([`ResponseCache::purge_route`]).
 //! - **Stale entries** within their `stale-while-revalidate` window are
 //!   served while one request's guest refreshes them in the background.
-//! - **Coalescing:** concurrent misses on one key run the guest once; the
-//!   others wait (up to the route's timeout) and are answered from what it
-//!   stored. A key whose last answer was not storable is marked for
-//!   [`PASS_FOR`], so that requests to uncacheable routes never queue
-//!   behind each other.
+//! - **Coalescing:** on a route that caches (its sidecar says `revalidate`
+//!   or `force-static`, or its guest has answered cacheably before),
+//!   concurrent misses on one key run the guest once; the others wait (up
+//!   to the route's timeout) and are answered from what it stored. Other
+//!   routes are never coalesced, so concurrent requests to a dynamic route
+//!   run at once as they always did; and a key whose last answer was not
+//!   storable is marked for [`PASS_FOR`], so that requests to it do not
+//!   queue behind each other either.
 //! - **Memory** is bounded by `--cache-memory` (LRU by bytes); an entry
 //!   over an eighth of it is served but not stored.
 
@@ -26,7 +29,7 @@ mod metrics;
 pub mod policy;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,7 +39,7 @@ use lru::LruCache;
 use tokio::sync::watch;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::settings::RouteSettings;
+use crate::settings::{Dynamic, RouteSettings};
 pub use body::Filling;
 pub use metrics::CacheMetrics;
 use policy::Freshness;
@@ -219,6 +222,9 @@ struct State {
     bytes: u64,
     /// Keys whose guest is running for the cache, and how to wait for it.
     pending: HashMap<Key, watch::Receiver<()>>,
+    /// Route versions that have stored an answer, by address (the `Weak`
+    /// keeps the address from being reused while it is listed).
+    caching: HashMap<usize, Weak<RouteSettings>>,
 }
 
 impl ResponseCache {
@@ -230,6 +236,7 @@ impl ResponseCache {
                 entries: LruCache::unbounded(),
                 bytes: 0,
                 pending: HashMap::new(),
+                caching: HashMap::new(),
             }),
             metrics,
         }
@@ -292,7 +299,7 @@ impl ResponseCache {
             Some(Slot::Pass(until)) => pass = now < *until,
             None => {}
         }
-        if !lead || pass {
+        if !lead || pass || !caches(&state, version) {
             return Lookup::Miss(Fill::new(self, key, version, None));
         }
         if let Some(waiting) = state.pending.get(key) {
@@ -358,6 +365,8 @@ impl ResponseCache {
         let slot = Slot::Stored(variants);
         state.bytes += slot.weight();
         state.entries.put(fill.key.clone(), slot);
+        let address = Arc::as_ptr(&fill.version) as usize;
+        state.caching.insert(address, Arc::downgrade(&fill.version));
         self.evict(&mut state);
     }
 
@@ -417,9 +426,23 @@ impl ResponseCache {
                 state.bytes -= slot.weight();
             }
         }
+        state
+            .caching
+            .retain(|_, version| version.strong_count() > 0);
         self.metrics.set_size(state.bytes, state.entries.len());
         keys.len()
     }
+}
+
+/// Whether misses on `version` are coalesced: its settings make it cache
+/// whatever the guest says, or it has stored an answer before.
+fn caches(state: &State, version: &Arc<RouteSettings>) -> bool {
+    version.revalidate.is_some()
+        || version.dynamic == Dynamic::ForceStatic
+        || state
+            .caching
+            .get(&(Arc::as_ptr(version) as usize))
+            .is_some_and(|known| known.as_ptr() == Arc::as_ptr(version))
 }
 
 /// The parts of a response the cache keeps, with how long it stays fresh.

@@ -214,6 +214,20 @@ fn put(cache: &Arc<ResponseCache>, version: &Arc<RouteSettings>, key: &Key, body
     store(cache, &fill, &HeaderMap::new(), &[], body);
 }
 
+#[test]
+fn routes_whose_settings_cache_are_coalesced_from_their_first_miss() {
+    let cache = Arc::new(ResponseCache::new(1 << 20, CacheMetrics::default()));
+    let isr = Arc::new(settings(Dynamic::Auto, Some(60)));
+    let key = key("/isr");
+    let Lookup::Miss(_first) = cache.lookup(&key, &isr, &HeaderMap::new(), true) else {
+        panic!("a miss");
+    };
+    assert!(matches!(
+        cache.lookup(&key, &isr, &HeaderMap::new(), true),
+        Lookup::Wait(_)
+    ));
+}
+
 fn store(
     cache: &Arc<ResponseCache>,
     fill: &Fill,
@@ -278,7 +292,15 @@ fn an_entry_over_an_eighth_of_the_cache_is_not_stored() {
 #[test]
 fn concurrent_misses_wait_for_the_first_and_wake_when_it_ends() {
     let (cache, version) = cache(1 << 20);
+    // A route that has cached before is coalesced; one that never has is not.
     let key = key("/slow");
+    for _ in 0..2 {
+        assert!(matches!(
+            cache.lookup(&key, &version, &HeaderMap::new(), true),
+            Lookup::Miss(Fill { done: None, .. })
+        ));
+    }
+    put(&cache, &version, &self::key("/other"), "cached");
     let first = match cache.lookup(&key, &version, &HeaderMap::new(), true) {
         Lookup::Miss(fill) => fill,
         _ => panic!("the first request leads"),

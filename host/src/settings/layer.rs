@@ -559,7 +559,11 @@ mod tests {
             ),
             ("revalidate = 60", "revalidate", "a duration like \"60s\""),
             ("revalidate = \"500ms\"", "revalidate", "less than a second"),
-            ("revalidate = \"2y\"", "revalidate", "more than the most allowed"),
+            (
+                "revalidate = \"2y\"",
+                "revalidate",
+                "more than the most allowed",
+            ),
             ("cors = true", "cors", "a table ([cors])"),
             (
                 "max_body = -1",

@@ -199,7 +199,11 @@ async fn concurrent_misses_run_the_guest_once() {
     let routes = routes("");
     let server = start(&routes, &[]).await;
     let admin = server.admin();
-    let path = format!("/c?cc={}&ms=400", q("public, s-maxage=60"));
+    let cc = q("public, s-maxage=60");
+    // Misses are coalesced on a route that caches: one whose guest has
+    // answered cacheably before (or whose sidecar says revalidate).
+    server.http1().get(&format!("/c?cc={cc}&first")).await;
+    let path = format!("/c?cc={cc}&ms=400");
     let clients: Vec<Http> = (0..20).map(|_| server.http1()).collect();
     let answers = join_all(clients.iter().map(|client| client.get(&path))).await;
     let first = run(&answers[0]);
@@ -213,12 +217,25 @@ async fn concurrent_misses_run_the_guest_once() {
         .count();
     assert_eq!(misses, 1, "one guest run, the others waited for it");
     wait_for_results(&admin, "/c", "hit", 19.0).await;
-    assert_eq!(instantiations(&admin, "/c").await, 1.0);
+    assert_eq!(
+        instantiations(&admin, "/c").await,
+        2.0,
+        "the first, and one for 20"
+    );
 
-    // An answer that may not be stored does not make clients queue: they
-    // all run at once (a 400 ms guest, 10 of them, well under 10 × 400 ms).
+    // A route that never cached is not coalesced, and neither is a key whose
+    // answer could not be stored: clients run at once (a 400 ms guest, 10
+    // of them, well under 10 × 400 ms).
     let private = "/p?cc=private&ms=400";
-    server.http1().get(private).await;
+    let started = std::time::Instant::now();
+    let answers = join_all(clients[..10].iter().map(|client| client.get(private))).await;
+    assert!(answers.iter().all(|answer| cache_header(answer) == "MISS"));
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "requests to a dynamic route ran one after another: {:?}",
+        started.elapsed()
+    );
+    server.http1().get(&format!("/p?cc={cc}")).await;
     let started = std::time::Instant::now();
     let answers = join_all(clients[..10].iter().map(|client| client.get(private))).await;
     assert!(answers.iter().all(|answer| cache_header(answer) == "MISS"));
