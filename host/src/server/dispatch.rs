@@ -21,7 +21,7 @@ use super::page::dev_page;
 use super::request::{set_boundary_headers, trailing_slash_redirect};
 use super::request_id::X_REQUEST_ID;
 use crate::loader::{LoadError, Ready};
-use crate::response_cache::policy::RequestHead;
+use crate::response_cache::policy::{RequestHead, declared_length};
 use crate::response_cache::{CacheStatus, Fill, Key, Lookup, ResponseCache, X_WEDGE_CACHE};
 use crate::sandbox::{self, GuestError, RunStats};
 use crate::settings::{Dynamic, RouteSettings};
@@ -416,9 +416,14 @@ async fn route(
         Ok(Precheck::Answered(response)) => return Ok(routed.answer(response)),
         Err(error) => return Err(routed.refuse(error)),
     };
-    set_boundary_headers(request.headers_mut(), &routed.name, &found.params, client);
     let cache = state.routes.response_cache();
+    // Set only where a guest runs: a hit needs none of them.
+    let routed_name = routed.name.clone();
+    let boundary = |headers: &mut http::HeaderMap| {
+        set_boundary_headers(headers, &routed_name, &found.params, client);
+    };
     if !cacheable(cache, settings, &request) {
+        boundary(request.headers_mut());
         routed.cache = Some(CacheStatus::Bypass);
         return match run_guest(state, &routed.name, ready, request, stats).await {
             Ok(response) => Ok(routed.answer(response)),
@@ -436,7 +441,9 @@ async fn route(
             }
             Lookup::Stale(stored, refresh) => {
                 if let Some(fill) = refresh {
-                    revalidate(state, &routed.name, ready, &request, fill);
+                    let mut headers = request.headers().clone();
+                    boundary(&mut headers);
+                    revalidate(state, &routed.name, ready, request.uri(), headers, fill);
                 }
                 routed.cache = Some(CacheStatus::Stale);
                 return Ok(routed.answer(stored.response(Instant::now())));
@@ -457,6 +464,7 @@ async fn route(
         request.uri().clone(),
         request.headers().clone(),
     );
+    boundary(request.headers_mut());
     match run_guest(state, &routed.name, ready, request, stats).await {
         Ok(response) if head => Ok(routed.answer(response)),
         Ok(response) => {
@@ -533,21 +541,23 @@ where
         })
 }
 
-/// Refreshes a stale cached answer in the background: `request`'s
-/// headers (boundary headers set), no body, through a fresh instance; its
-/// answer is stored by `fill` if it may be. A server with no free instance
-/// slot skips it (the next request for the key tries again).
-fn revalidate<B>(
+/// Refreshes a stale cached answer in the background: `GET uri` with
+/// `headers` (the request's, boundary headers set) and no body, through a
+/// fresh instance; its answer is stored by `fill` if it may be. A server
+/// with no free instance slot skips it (the next request for the key tries
+/// again).
+fn revalidate(
     state: &Arc<ServerState>,
     name: &Arc<str>,
     ready: &Ready,
-    request: &hyper::Request<B>,
+    uri: &http::Uri,
+    headers: http::HeaderMap,
     fill: Fill,
 ) {
     let mut refresh = http::Request::new(http_body_util::Empty::<Bytes>::new());
     *refresh.method_mut() = Method::GET;
-    *refresh.uri_mut() = request.uri().clone();
-    *refresh.headers_mut() = request.headers().clone();
+    *refresh.uri_mut() = uri.clone();
+    *refresh.headers_mut() = headers;
     let (state, name, ready) = (state.clone(), name.clone(), ready.clone());
     let span = tracing::info_span!("revalidate", route = %name);
     tokio::spawn(
@@ -677,14 +687,4 @@ fn expects_continue(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// The `content-length` `headers` declare, if valid.
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
