@@ -96,8 +96,13 @@ impl Body for Filling {
                             keeping.size += data.len() as u64;
                             keeping.chunks.push(data.clone());
                         }
-                        // Too large to keep, or trailers: served, not stored.
-                        _ => this.keeping = None,
+                        // Too large to keep, or trailers: served, not stored,
+                        // and not worth waiting for next time.
+                        _ => {
+                            if let Some(keeping) = this.keeping.take() {
+                                keeping.fill.cache.pass(&keeping.fill.key);
+                            }
+                        }
                     }
                 }
                 let whole = this.keeping.as_ref().is_some_and(|keeping| {

@@ -494,6 +494,8 @@ impl Fill {
         let too_big = policy::declared_length(response.headers())
             .is_some_and(|length| length > self.cache.entry_limit());
         if too_big {
+            // Never stored: no point in making requests wait for it.
+            self.cache.pass(&self.key);
             return response;
         }
         let head = ResponseHead {
