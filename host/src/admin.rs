@@ -218,9 +218,21 @@ fn route_json(route: &Route<LoadedRoute>, routes_dir: &Path) -> Value {
     let loaded = &route.value;
     let file = route.file.strip_prefix(routes_dir).unwrap_or(&route.file);
     let loaded_at = humantime::format_rfc3339_millis(loaded.loaded_at).to_string();
-    let (state, settings) = match &loaded.state {
-        Ok(ready) => ("serving", settings_json(&ready.settings)),
-        Err(_) => ("failed", Value::Null),
+    let (state, settings, world) = match &loaded.state {
+        Ok(ready) => {
+            let mut settings = settings_json(&ready.settings);
+            // The reuse in effect, which the world decides when unset.
+            settings["reuse"] = match ready.reuse {
+                None => Value::Bool(false),
+                Some(reuse) => json!({
+                    "max_requests": reuse.max_requests,
+                    "max_concurrent": reuse.max_concurrent,
+                    "idle_timeout": humantime::format_duration(reuse.idle_timeout).to_string(),
+                }),
+            };
+            ("serving", settings, Value::from(ready.world().as_str()))
+        }
+        Err(_) => ("failed", Value::Null, Value::Null),
     };
     json!({
         "pattern": &*loaded.name,
@@ -228,6 +240,7 @@ fn route_json(route: &Route<LoadedRoute>, routes_dir: &Path) -> Value {
         "hash": loaded.hash,
         "loaded_at": loaded_at,
         "state": state,
+        "world": world,
         "last_error": loaded.last_error.as_ref().map(ToString::to_string),
         "settings": settings,
     })

@@ -306,6 +306,10 @@ impl LoadArgs {
 /// hundred bytes); 4096 lines absorb a burst of a few thousand requests.
 const LOG_BUFFER_LINES: usize = 4096;
 
+/// The log thread's write buffer: lines that arrive together leave in one
+/// `write` to stderr.
+const LOG_WRITE_BUFFER: usize = 64 << 10;
+
 /// Where log lines go: straight to stderr until the server serves, so
 /// start-up lines are never dropped and are out before the address is
 /// printed; then through the non-blocking queue.
@@ -347,7 +351,12 @@ pub fn main() -> ExitCode {
         .lossy(true)
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .thread_name("wedge-log")
-        .finish(std::io::stderr());
+        // The log thread writes what waits in one batch, flushed when the
+        // queue is empty: one write for many lines under load.
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_WRITE_BUFFER,
+            std::io::stderr(),
+        ));
     let dropped = queue.error_counter();
     crate::metrics::count_log_drops(move || dropped.dropped_lines() as u64);
     let sink = LogSink {

@@ -76,6 +76,8 @@ pub fn new_engine(options: EngineOptions) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // WASI 0.3: async exports, native streams and futures.
+    config.wasm_component_model_async(true);
     // Guest backtraces in trap logs name the guest's functions.
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
 

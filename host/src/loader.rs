@@ -9,14 +9,12 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-
-use tokio::sync::Semaphore;
 
 use crate::cache::{CacheStats, CompileCache};
 use crate::engine::{
@@ -24,7 +22,8 @@ use crate::engine::{
     over_component_limits,
 };
 use crate::routing::{EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable};
-use crate::sandbox::GuestState;
+use crate::sandbox::{GuestState, Pool, Pre, World};
+use crate::settings::ReuseLimits;
 use crate::settings::{
     ConfigFile, Policy, RouteSettings, SettingsError, SettingsLayer, StoreConfig, env_allow_list,
     parse_env_file,
@@ -148,11 +147,23 @@ impl LoadedRoute {
 #[derive(Clone)]
 pub struct Ready {
     /// The pre-instantiated component.
-    pub pre: ProxyPre<GuestState>,
+    pub pre: Pre,
     /// Its sidecar settings, layered over the defaults.
     pub settings: Arc<RouteSettings>,
     /// Its share of the instance slots, if `max_concurrency` is set.
     pub slots: Option<Arc<Semaphore>>,
+    /// How its instances are reused; `None`: a fresh one per request.
+    pub reuse: Option<ReuseLimits>,
+    /// The instances that serve several requests, made by the first
+    /// request that needs them; one pool per version.
+    pub pool: Arc<OnceLock<Pool>>,
+}
+
+impl Ready {
+    /// The component's world.
+    pub fn world(&self) -> World {
+        self.pre.world()
+    }
 }
 
 /// Where route settings come from besides each route's sidecar.
@@ -353,7 +364,7 @@ struct Scan {
 }
 
 /// A content compiled (or reused, or found in the cache) and linked, or why not.
-type Version = Result<(ProxyPre<GuestState>, Origin), Arc<LoadError>>;
+type Version = Result<(Pre, Origin), Arc<LoadError>>;
 
 /// Compiled or reused versions by content hash.
 #[derive(Default)]
@@ -673,7 +684,7 @@ impl Loader {
         file: &Path,
         bytes: &[u8],
         hash: &str,
-    ) -> Result<(ProxyPre<GuestState>, Origin), LoadError> {
+    ) -> Result<(Pre, Origin), LoadError> {
         let started = Instant::now();
         tracing::debug!(file = %file.display(), "loading component");
         check_is_component(file, bytes)?;
@@ -731,21 +742,23 @@ impl Loader {
         unsafe { Component::deserialize(&self.engine, payload) }
     }
 
-    fn link(&self, file: &Path, component: &Component) -> Result<ProxyPre<GuestState>, LoadError> {
+    fn link(&self, file: &Path, component: &Component) -> Result<Pre, LoadError> {
         let instance = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link {
                 file: file.to_owned(),
                 reason: format!(
-                    "{e:#}; Wedge provides WASI 0.2 and wasi:http (the wasi:http/proxy world)"
+                    "{e:#}; Wedge provides WASI 0.2 and 0.3 and wasi:http (the \
+                     wasi:http/proxy and wasi:http/service worlds)"
                 ),
             })?;
-        ProxyPre::new(instance).map_err(|e| LoadError::Link {
+        Pre::new(instance).map_err(|e| LoadError::Link {
             file: file.to_owned(),
             reason: format!(
-                "does not export wasi:http/incoming-handler ({e:#}); build it for the \
-                 wasi:http/proxy world"
+                "exports neither wasi:http/handler@0.3.0 nor wasi:http/incoming-handler@0.2 \
+                 ({e:#}); build it for the wasi:http/service (WASI 0.3) or wasi:http/proxy \
+                 (WASI 0.2) world"
             ),
         })
     }
@@ -756,7 +769,7 @@ impl Loader {
 fn ready(
     name: Arc<str>,
     hash: String,
-    pre: ProxyPre<GuestState>,
+    pre: Pre,
     origin: Origin,
     settings: RouteSettings,
     old: Option<&LoadedRoute>,
@@ -774,6 +787,8 @@ fn ready(
     let slots = settings
         .max_concurrency
         .map(|n| Arc::new(Semaphore::new(n as usize)));
+    let world = pre.world();
+    let reuse = world.reuse(&settings);
     LoadedRoute {
         name,
         hash,
@@ -781,6 +796,8 @@ fn ready(
             pre,
             settings: Arc::new(settings),
             slots,
+            reuse,
+            pool: Arc::default(),
         }),
         origin,
         loaded_at: SystemTime::now(),

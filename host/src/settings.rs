@@ -78,6 +78,7 @@ mod env_template;
 mod key_value;
 mod layer;
 mod limits;
+mod reuse;
 
 pub use crate::outbound::DEFAULT_MAX_OUTBOUND_CONNECTIONS;
 pub use caching::{Dynamic, MAX_REVALIDATE};
@@ -91,6 +92,9 @@ pub use key_value::{
 };
 use limits::Ceilings;
 pub use limits::Limits;
+pub use reuse::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_REQUESTS, Reuse, ReuseLimits,
+};
 
 /// Wall-clock time a request may run: long enough for a handler waiting on a
 /// slow upstream, short enough that a stuck one frees its instance slot
@@ -140,6 +144,7 @@ pub struct SettingsLayer {
     dynamic: Option<Dynamic>,
     revalidate: Option<Duration>,
     cors: Option<Arc<CorsSettings>>,
+    reuse: Option<Reuse>,
     env: BTreeMap<String, EnvTemplate>,
     build: Option<BuildSettings>,
 }
@@ -214,6 +219,9 @@ pub struct RouteSettings {
     /// The origins whose pages may call the route; the host answers their
     /// preflights.
     pub cors: Option<Arc<CorsSettings>>,
+    /// Whether one instance serves several requests; `None`: the
+    /// component's world decides (see [`crate::sandbox::World::reuse`]).
+    pub reuse: Option<Reuse>,
     /// The guest's whole environment, values resolved, sorted by name.
     pub env: Vec<(String, String)>,
     /// How `wedge dev` rebuilds the route; never run by `wedge serve`.
@@ -286,6 +294,7 @@ impl Default for RouteSettings {
             dynamic: Dynamic::Auto,
             revalidate: None,
             cors: None,
+            reuse: None,
             env: Vec::new(),
             build: None,
         }
@@ -435,6 +444,7 @@ impl RouteSettings {
                 .unwrap_or_default(),
             revalidate: first(&sources, |layer| layer.revalidate).map(|(value, _)| value),
             cors: first(&sources, |layer| layer.cors.clone()).map(|(value, _)| value),
+            reuse: first(&sources, |layer| layer.reuse).map(|(value, _)| value),
             env: resolve_env(&sources, policy.env_allow.as_ref(), vars)?,
             build: first(&sources, |layer| layer.build.clone()).map(|(value, _)| value),
         })
@@ -461,6 +471,7 @@ impl fmt::Debug for RouteSettings {
             .field("dynamic", &self.dynamic)
             .field("revalidate", &self.revalidate)
             .field("cors", &self.cors)
+            .field("reuse", &self.reuse)
             .field("env", &EnvNames(self))
             .field("build", &self.build)
             .finish()

@@ -16,9 +16,16 @@
 //!
 //! Components built against any WASI 0.2.x link: wasmtime's linker matches
 //! imports of `wasi:*@0.2.N` to the newer 0.2 implementations it holds.
+//! WASI 0.3 components (`wasi:http/handler@0.3.0`) link against wasmtime's
+//! p3 interfaces, in the same sandbox; a component may import both.
+//!
+//! A WASI 0.2 route runs each request in a fresh instance ([`handle`])
+//! unless its sidecar turns `reuse` on; a WASI 0.3 route, and a 0.2 one
+//! with `reuse`, runs on a [`Pool`] of instances that serve several requests.
 
 mod body;
 pub mod limits;
+mod pool;
 mod run;
 
 use std::sync::Arc;
@@ -35,14 +42,92 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 use crate::guest_log::{GuestOutput, GuestStream};
 use crate::kv::{KvCtx, KvView, Stores};
 use crate::outbound::send_request;
-use crate::settings::RouteSettings;
+use crate::settings::{Reuse, ReuseLimits, RouteSettings};
 use limits::{
     GuestLimits, MAX_FIELDS_BYTES, MAX_RESOURCES, OUTGOING_BODY_BUFFER_CHUNKS, OUTGOING_BODY_CHUNK,
 };
 
 pub use body::linger;
+pub use pool::{Pool, PoolError, SlotTaker};
 pub use run::handle;
 pub use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+/// The `wasi:http` world a component serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// WASI 0.2: exports `wasi:http/incoming-handler@0.2.x`.
+    Http02,
+    /// WASI 0.3: exports `wasi:http/handler@0.3.0`.
+    Http03,
+}
+
+impl World {
+    /// How `/routes` and logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Http02 => "wasi-0.2",
+            World::Http03 => "wasi-0.3",
+        }
+    }
+
+    /// How a route of this world with `settings` reuses instances; `None`:
+    /// a fresh instance per request. Unset, WASI 0.3 reuses (as `wasmtime
+    /// serve` and Spin do) and WASI 0.2 does not; a WASI 0.2 instance takes
+    /// one request at a time whatever `max_concurrent` says.
+    pub fn reuse(self, settings: &RouteSettings) -> Option<ReuseLimits> {
+        let limits = match (settings.reuse, self) {
+            (Some(Reuse::Off), _) | (None, World::Http02) => return None,
+            (Some(Reuse::On(limits)), _) => limits,
+            (None, World::Http03) => ReuseLimits::default(),
+        };
+        Some(match self {
+            World::Http02 => ReuseLimits {
+                max_concurrent: 1,
+                ..limits
+            },
+            World::Http03 => limits,
+        })
+    }
+}
+
+/// A route's component, linked and checked, ready to instantiate.
+#[derive(Clone)]
+pub enum Pre {
+    /// A WASI 0.2 component.
+    Http02(wasmtime_wasi_http::p2::bindings::ProxyPre<GuestState>),
+    /// A WASI 0.3 component.
+    Http03(wasmtime_wasi_http::p3::bindings::ServicePre<GuestState>),
+}
+
+impl Pre {
+    /// Tells the worlds apart: a component exporting `wasi:http/handler@0.3.0`
+    /// is WASI 0.3, else one exporting `wasi:http/incoming-handler@0.2.x`
+    /// is WASI 0.2; anything else is refused with what it lacks.
+    pub fn new(pre: wasmtime::component::InstancePre<GuestState>) -> wasmtime::Result<Pre> {
+        if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+            return Ok(Pre::Http03(p3));
+        }
+        Ok(Pre::Http02(
+            wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)?,
+        ))
+    }
+
+    /// Its world.
+    pub fn world(&self) -> World {
+        match self {
+            Pre::Http02(_) => World::Http02,
+            Pre::Http03(_) => World::Http03,
+        }
+    }
+
+    /// As wasmtime-wasi-http's handler takes it.
+    fn for_handler(&self) -> wasmtime_wasi_http::handler::ProxyPre<GuestState> {
+        match self {
+            Pre::Http02(pre) => wasmtime_wasi_http::handler::ProxyPre::P2(pre.clone()),
+            Pre::Http03(pre) => wasmtime_wasi_http::handler::ProxyPre::P3(pre.clone()),
+        }
+    }
+}
 
 /// What a guest's instance answered.
 pub type GuestResponse = hyper::Response<HyperOutgoingBody>;
@@ -129,6 +214,8 @@ pub struct GuestState {
     table: ResourceTable,
     hooks: OutboundPolicy,
     limits: GuestLimits,
+    /// A reused instance's CPU budget ([`pool`]).
+    cpu: pool::CpuBudget,
 }
 
 impl GuestState {
@@ -162,6 +249,7 @@ impl GuestState {
                 settings: settings.clone(),
             },
             limits: GuestLimits::new(memory),
+            cpu: pool::CpuBudget::default(),
         }
     }
 }
@@ -243,6 +331,8 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     crate::kv::add_to_linker(&mut linker, |state: &mut GuestState| KvView {
         ctx: &mut state.kv,
         table: &mut state.table,

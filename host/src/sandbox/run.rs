@@ -38,6 +38,16 @@ impl Failure {
     }
 }
 
+/// The trap that stops a guest which used up `budget`.
+pub(super) fn cpu_time_used_up(budget: Duration) -> wasmtime::Error {
+    CpuTimeUsedUp(budget).into()
+}
+
+/// The CPU-time budget a trap says was used up, if that is what it is.
+pub(super) fn cpu_time_of(trap: &wasmtime::Error) -> Option<Duration> {
+    trap.downcast_ref::<CpuTimeUsedUp>().map(|used| used.0)
+}
+
 /// The trap raised when a guest has used up its CPU-time budget.
 #[derive(Debug, thiserror::Error)]
 #[error("used up its CPU time of {0:?}")]

@@ -23,8 +23,8 @@ use super::request_id::X_REQUEST_ID;
 use crate::loader::{LoadError, Ready};
 use crate::response_cache::policy::{RequestHead, declared_length};
 use crate::response_cache::{CacheStatus, Fill, Key, Lookup, ResponseCache, X_WEDGE_CACHE};
-use crate::sandbox::{self, GuestError, RunStats};
-use crate::settings::{Dynamic, RouteSettings};
+use crate::sandbox::{self, GuestError, Pool, PoolError, Pre, RunStats, SlotTaker};
+use crate::settings::{Dynamic, ReuseLimits, RouteSettings};
 
 /// Why a request got no answer from a guest.
 #[derive(Debug, thiserror::Error)]
@@ -522,22 +522,55 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let (instance, route_slot) = take_slots(state, ready)?;
-    let slots = (
-        instance,
-        route_slot,
-        state.routes.metrics().instance_started(),
-    );
     let route = sandbox::Route {
         name,
         settings: &ready.settings,
         stores: &state.stores,
     };
-    sandbox::handle(&ready.pre, route, slots, stats, state.scheme(), request)
+    let guest_error = |error| DispatchError::Guest {
+        route: name.clone(),
+        error,
+    };
+    if let (Pre::Http02(pre), None) = (&ready.pre, ready.reuse) {
+        let (instance, route_slot) = take_slots(state, ready)?;
+        let slots = (
+            instance,
+            route_slot,
+            state.routes.metrics().instance_started(),
+        );
+        return sandbox::handle(pre, route, slots, stats, state.scheme(), request)
+            .await
+            .map_err(guest_error);
+    }
+    // A WASI 0.3 route (one with `reuse = false` gets pool instances that
+    // take one request each), or a WASI 0.2 one that reuses instances.
+    let limits = ready.reuse.unwrap_or(ReuseLimits {
+        max_requests: 1,
+        max_concurrent: 1,
+        ..ReuseLimits::default()
+    });
+    let route_slot = match &ready.slots {
+        Some(slots) => Some(
+            slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| DispatchError::Busy)?,
+        ),
+        None => None,
+    };
+    let pool = ready.pool.get_or_init(|| {
+        let (instances, metrics) = (state.instances.clone(), state.routes.metrics().clone());
+        let take_slot: SlotTaker = Arc::new(move || {
+            let permit = instances.clone().try_acquire_owned().ok()?;
+            Some(Box::new((permit, metrics.instance_started())))
+        });
+        Pool::new(&ready.pre, route, limits, take_slot)
+    });
+    pool.handle(request, stats, route_slot)
         .await
-        .map_err(|error| DispatchError::Guest {
-            route: name.clone(),
-            error,
+        .map_err(|error| match error {
+            PoolError::Full => DispatchError::Busy,
+            PoolError::Guest(error) => guest_error(error),
         })
 }
 

@@ -21,6 +21,7 @@ use super::env_allow::EnvAllow;
 use super::env_template::EnvTemplate;
 use super::key_value;
 use super::limits::{Limits, Shown, defaults_over};
+use super::reuse::parse_reuse;
 use super::{
     BuildSettings, ConfigFile, MAX_DURATION, MAX_SIZE, SettingsError, SettingsLayer, is_env_name,
 };
@@ -39,6 +40,7 @@ const SIDECAR_KEYS: &[&str] = &[
     "dynamic",
     "revalidate",
     "cors",
+    "reuse",
     "env",
     "build",
 ];
@@ -55,6 +57,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "dynamic",
     "revalidate",
     "cors",
+    "reuse",
     "env",
 ];
 const LIMITS_KEYS: &[&str] = &[
@@ -291,6 +294,10 @@ fn parse_layer(
             None => None,
             Some(Value::Table(cors)) => Some(Arc::new(parse_cors(&ctx.nested("cors"), cors)?)),
             Some(other) => return Err(ctx.error("cors", wrong_type("a table ([cors])", &other))),
+        },
+        reuse: match table.remove("reuse") {
+            None => None,
+            Some(value) => Some(parse_reuse(ctx, value)?),
         },
         env: match table.remove("env") {
             None => BTreeMap::new(),
@@ -767,7 +774,7 @@ mod tests {
         assert_eq!(key, "timout");
         assert!(message.contains(
             "methods, max_concurrency, timeout, memory, max_body, cpu_time, \
-                 max_outbound_connections, key_value_stores, dynamic, revalidate, cors, env, build"
+                 max_outbound_connections, key_value_stores, dynamic, revalidate, cors, reuse, env, build"
         ));
         let (key, message) = error("[build]\ncommand = \"m\"\noutput = \"o\"\ncmd = \"x\"");
         assert_eq!(

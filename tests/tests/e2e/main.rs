@@ -24,3 +24,4 @@ mod server;
 mod state;
 mod streaming;
 mod tls;
+mod worlds;
