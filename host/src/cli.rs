@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tracing_appender::non_blocking::NonBlocking;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::EitherWriter;
 
@@ -28,6 +27,7 @@ use crate::loader::{
     Cap, ConfigReread, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, LoadError, LoadedRoute,
     Loader, SettingsSource, SizeCaps, read_text_capped,
 };
+use crate::log_buffer::LogBuffer;
 use crate::metrics::Metrics;
 use crate::reload::{Reloader, RouteWatch};
 use crate::response_cache::DEFAULT_CACHE_MEMORY;
@@ -300,23 +300,13 @@ impl LoadArgs {
     }
 }
 
-/// Log lines that may wait for a slow stderr before new ones are dropped.
-/// A guest's line is at most `guest_log::MAX_LINE` (16 KiB), so waiting
-/// lines hold at most 64 MiB, and usually a few hundred KiB (lines of a
-/// hundred bytes); 4096 lines absorb a burst of a few thousand requests.
-const LOG_BUFFER_LINES: usize = 4096;
-
-/// The log thread's write buffer: lines that arrive together leave in one
-/// `write` to stderr.
-const LOG_WRITE_BUFFER: usize = 64 << 10;
-
 /// Where log lines go: straight to stderr until the server serves, so
 /// start-up lines are never dropped and are out before the address is
-/// printed; then through the non-blocking queue.
+/// printed; then through the log buffer ([`LogBuffer`]).
 #[derive(Clone)]
 struct LogSink {
     serving: Arc<AtomicBool>,
-    queue: NonBlocking,
+    queue: LogBuffer,
 }
 
 impl LogSink {
@@ -327,7 +317,7 @@ impl LogSink {
 }
 
 impl<'a> MakeWriter<'a> for LogSink {
-    type Writer = EitherWriter<NonBlocking, std::io::Stderr>;
+    type Writer = EitherWriter<LogBuffer, std::io::Stderr>;
 
     fn make_writer(&'a self) -> Self::Writer {
         if self.serving.load(Ordering::Acquire) {
@@ -343,22 +333,20 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Once serving, log lines go to stderr from a thread of their own, so a
-    // slow log pipe never stalls a serving thread; past LOG_BUFFER_LINES
+    // Once serving, log lines go to stderr from a thread of their own, so
+    // a slow log pipe never stalls a serving thread, in batches, so that a
+    // busy server makes one write for many lines; past `MAX_PENDING` bytes
     // waiting, lines are dropped and counted (`wedge_log_lines_dropped_total`).
-    // The guard flushes what waits when `main` returns.
-    let (queue, log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .thread_name("wedge-log")
-        // The log thread writes what waits in one batch, flushed when the
-        // queue is empty: one write for many lines under load.
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_WRITE_BUFFER,
-            std::io::stderr(),
-        ));
-    let dropped = queue.error_counter();
-    crate::metrics::count_log_drops(move || dropped.dropped_lines() as u64);
+    // The guard writes what waits when `main` returns.
+    let (queue, log_flush) = match LogBuffer::start(std::io::stderr()) {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("error: cannot start the log thread: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dropped = queue.clone();
+    crate::metrics::count_log_drops(move || dropped.dropped_lines());
     let sink = LogSink {
         serving: Arc::new(AtomicBool::new(false)),
         queue,

@@ -28,6 +28,7 @@ mod guest_log;
 mod kv;
 mod live;
 mod loader;
+mod log_buffer;
 mod metrics;
 mod outbound;
 mod reload;
