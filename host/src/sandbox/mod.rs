@@ -357,6 +357,34 @@ mod tests {
             .expect("a valid request")
     }
 
+    #[test]
+    fn wasi_0_3_reuses_unless_told_not_to_and_wasi_0_2_only_when_told_one_at_a_time() {
+        let with = |reuse| RouteSettings {
+            reuse,
+            ..RouteSettings::default()
+        };
+        let on = ReuseLimits {
+            max_requests: 7,
+            max_concurrent: 16,
+            idle_timeout: Duration::from_secs(2),
+        };
+        assert_eq!(World::Http02.reuse(&with(None)), None);
+        assert_eq!(World::Http02.reuse(&with(Some(Reuse::Off))), None);
+        assert_eq!(
+            World::Http02.reuse(&with(Some(Reuse::On(on)))),
+            Some(ReuseLimits {
+                max_concurrent: 1,
+                ..on
+            })
+        );
+        assert_eq!(
+            World::Http03.reuse(&with(None)),
+            Some(ReuseLimits::default())
+        );
+        assert_eq!(World::Http03.reuse(&with(Some(Reuse::Off))), None);
+        assert_eq!(World::Http03.reuse(&with(Some(Reuse::On(on)))), Some(on));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_instance_that_finds_the_pool_full_is_pool_exhausted_not_a_trap() {
         let options = EngineOptions {

@@ -84,11 +84,13 @@ impl Pool {
         }
     }
 
-    /// Runs `request` on one of the pool's instances. `hold` (the route's
-    /// concurrency slot) is kept until the response body ends.
+    /// Runs `request`, which reached the server over `scheme`, on one of
+    /// the pool's instances. `hold` (the route's concurrency slot) is kept
+    /// until the response body ends.
     pub async fn handle<B>(
         &self,
         request: hyper::Request<B>,
+        scheme: super::Scheme,
         stats: &Arc<RunStats>,
         hold: impl Send + 'static,
     ) -> Result<GuestResponse, PoolError>
@@ -99,6 +101,7 @@ impl Pool {
         let state = self.handler.state();
         let settings = &state.settings;
         let exceeded = Arc::new(AtomicBool::new(false));
+        let request = absolute(request, scheme);
         let request = request.map(|body| {
             LimitedBody::new(body, settings.max_body, exceeded.clone(), stats.clone())
                 .boxed_unsync()
@@ -125,6 +128,43 @@ impl Pool {
             Err(error) => Err(state.failure(error, fate.get(), started.elapsed())),
         }
     }
+}
+
+/// `request` with its URI absolute: the scheme the client used and the
+/// authority it named (its `Host`), which is where a WASI 0.3 guest reads
+/// them. A request whose `Host` is not a valid authority keeps its URI.
+fn absolute<B>(mut request: hyper::Request<B>, scheme: super::Scheme) -> hyper::Request<B> {
+    let uri = request.uri();
+    if uri.scheme().is_some() {
+        return request;
+    }
+    let authority = match uri.authority() {
+        Some(authority) => Some(authority.clone()),
+        None => request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok()),
+    };
+    let Some(authority) = authority else {
+        return request;
+    };
+    let scheme = match scheme {
+        super::Scheme::Https => http::uri::Scheme::HTTPS,
+        _ => http::uri::Scheme::HTTP,
+    };
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    if let Ok(absolute) = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+    {
+        *request.uri_mut() = absolute;
+    }
+    request
 }
 
 /// What a request carries to the instance that takes it.

@@ -566,7 +566,7 @@ where
         });
         Pool::new(&ready.pre, route, limits, take_slot)
     });
-    pool.handle(request, stats, route_slot)
+    pool.handle(request, state.scheme(), stats, route_slot)
         .await
         .map_err(|error| match error {
             PoolError::Full => DispatchError::Busy,

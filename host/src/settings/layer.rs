@@ -530,6 +530,26 @@ mod tests {
     }
 
     #[test]
+    fn reuse_is_off_on_or_a_table_with_wasmtime_serves_defaults() {
+        use crate::settings::{Reuse, ReuseLimits};
+        let reuse = |text: &str| parse(text).expect("valid").reuse;
+        assert_eq!(reuse("reuse = false"), Some(Reuse::Off));
+        assert_eq!(
+            reuse("reuse = true"),
+            Some(Reuse::On(ReuseLimits::default()))
+        );
+        assert_eq!(
+            reuse("[reuse]\nmax_requests = 3\nidle_timeout = \"250ms\""),
+            Some(Reuse::On(ReuseLimits {
+                max_requests: 3,
+                max_concurrent: 16,
+                idle_timeout: Duration::from_millis(250),
+            }))
+        );
+        assert_eq!(reuse(""), None);
+    }
+
+    #[test]
     fn an_empty_sidecar_sets_nothing() {
         assert_eq!(parse("# nothing\n").unwrap(), SettingsLayer::default());
     }
@@ -572,6 +592,28 @@ mod tests {
                 "more than the most allowed",
             ),
             ("cors = true", "cors", "a table ([cors])"),
+            ("reuse = 128", "reuse", "true, false, or a table ([reuse])"),
+            (
+                "[reuse]\nmax_requests = 0",
+                "reuse.max_requests",
+                "from 1 to 1000000",
+            ),
+            (
+                "[reuse]\nmax_concurrent = 1001",
+                "reuse.max_concurrent",
+                "from 1 to 1000",
+            ),
+            (
+                "[reuse]\nidle_timeout = \"0s\"",
+                "reuse.idle_timeout",
+                "reuse = false",
+            ),
+            (
+                "[reuse]\nidle_timeout = \"2h\"",
+                "reuse.idle_timeout",
+                "most allowed",
+            ),
+            ("[reuse]\nmax = 3", "reuse.max", "unknown key"),
             (
                 "max_body = -1",
                 "max_body",

@@ -38,7 +38,7 @@ async fn routes_exits_non_zero_naming_each_failing_file() {
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     for expected in [
         "junk.wasm: is not a WebAssembly component",
-        "command.wasm: does not export wasi:http/incoming-handler",
+        "command.wasm: exports neither wasi:http/handler@0.3.0 nor wasi:http/incoming-handler",
         "dup/index.wasm conflicts with",
         "dup.wasm (/dup): both serve the same route",
         "[slug]/edit.wasm conflicts with",

@@ -79,7 +79,7 @@ async fn broken_routes_answer_500_while_the_others_serve() {
     for expected in [
         "notwasm.wasm: is not a WebAssembly component",
         "core.wasm: is a core wasm module, not a component",
-        "command.wasm: does not export wasi:http/incoming-handler",
+        "command.wasm: exports neither wasi:http/handler@0.3.0 nor wasi:http/incoming-handler",
     ] {
         assert!(
             log.contains(expected),
