@@ -156,6 +156,25 @@ async fn json_get_post_and_a_method_router_answer_as_the_readme_says() {
     }
 }
 
+#[tokio::test]
+async fn the_wasi_0_3_greeting_answers_from_one_reused_instance() {
+    let (server, _routes, _, _) = start().await;
+    let mut served = Vec::new();
+    for client in server.clients() {
+        let hello = client.get("/api/hello-wasi03").await;
+        assert_eq!(hello.headers()["content-type"], "application/json");
+        let hello = json(&hello);
+        assert_eq!(hello["message"], "Hello from Wedge!");
+        served.push(hello["served"].as_u64().expect("a count"));
+        let named = json(&client.get("/api/hello-wasi03?name=Ada%20L").await);
+        assert_eq!(named["message"], "Hello, Ada L!");
+        served.push(named["served"].as_u64().expect("a count"));
+    }
+    // One request at a time: the instance that answered the first answers
+    // every one after it, its counter going on.
+    assert_eq!(served, [1, 2, 3, 4]);
+}
+
 /// `api/todos` and `api/todos/[id]` against the `default` store their
 /// sidecars grant. The store outlives requests and is shared by both
 /// routes (and both protocols' clients): ids are compared, never assumed.
