@@ -237,7 +237,8 @@ struct AdminServer {
 impl AdminServer {
     /// Starts `command` (a `wedge serve` without `--admin`) and waits for
     /// both addresses.
-    fn start(command: Command) -> anyhow::Result<AdminServer> {
+    fn start(mut command: Command) -> anyhow::Result<AdminServer> {
+        command.stderr(Stdio::null());
         let (child, addr, admin) = spawn_with_admin(command)?;
         Ok(AdminServer { child, addr, admin })
     }
@@ -261,10 +262,11 @@ impl Drop for AdminServer {
 pub(crate) fn spawn_with_admin(
     mut command: Command,
 ) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
+    // Its log goes where the caller sent stderr (nowhere if it did not:
+    // `Command` inherits by default, so callers that want it say so).
     let mut child = command
         .args(["--admin", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("start {command:?}"))?;
     let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?);

@@ -1,6 +1,10 @@
 //! `cargo xtask bench`: Wedge beside a native hyper server and `wasmtime
-//! serve`, serving the same hello-world component (`hello_v1`) with a fresh
-//! instance per request, under `wrk` in another process. With two cores or
+//! serve`, serving the same hello-world components under `wrk` in another
+//! process: the WASI 0.2 `hello_v1` with a fresh instance per request and
+//! with instances reused 128 times, and the WASI 0.3 `wasi03_probe` with
+//! each server's default reuse (and, for Wedge, `reuse = false`). Wedge runs
+//! with its default logging (the access log on, to a file) unless a row
+//! says otherwise. With two cores or
 //! more, servers run on core 0 and `wrk` on core 1. The servers take turns
 //! (A B C A B C …) for several rounds, so that the machine's drift touches
 //! them alike; every ratio compares figures from the same run.
@@ -43,8 +47,10 @@ pub struct Compare {
     /// Another `wedge` build to measure beside this one, in the same run
     /// (`WEDGE_BASELINE`): an A/B of a change.
     pub baseline: Option<PathBuf>,
-    /// The `hello_v1`, `echo_stream` and `cache_probe` components.
+    /// The `hello_v1`, `wasi03_probe`, `echo_stream` and `cache_probe`
+    /// components.
     pub hello: PathBuf,
+    pub hello03: PathBuf,
     pub echo: PathBuf,
     pub cache_probe: PathBuf,
     /// Scratch space, and where `compare.json` goes.
@@ -52,33 +58,81 @@ pub struct Compare {
     pub rounds: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Native,
+    /// WASI 0.2, a fresh instance per request (Wedge's default).
     Wedge,
-    /// The `WEDGE_BASELINE` build.
+    /// The same without the access log (`RUST_LOG=warn`).
+    WedgeQuiet,
+    /// WASI 0.2, `[reuse] max_requests = 128` (one request at a time).
+    WedgeReuse,
+    /// WASI 0.3, Wedge's default reuse (128 requests, 16 at once).
+    Wedge03,
+    /// WASI 0.3, `reuse = false`.
+    Wedge03Fresh,
+    /// The `WEDGE_BASELINE` build, as `Wedge`.
     Baseline,
     Wasmtime,
-    /// `wedge serve` answering from its response cache, `RUST_LOG=warn`.
+    /// `--max-instance-reuse-count 128`.
+    WasmtimeReuse,
+    /// WASI 0.3 with `wasmtime serve`'s default reuse.
+    Wasmtime03,
+    /// `wedge serve` answering from its response cache.
     Cached,
-    /// The same with the access log on (`RUST_LOG=info`).
-    CachedInfo,
+    /// The same without the access log (`RUST_LOG=warn`).
+    CachedQuiet,
 }
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Native => "native hyper",
-            Kind::Wedge => "wedge serve",
-            Kind::Baseline => "wedge serve (baseline)",
-            Kind::Wasmtime => "wasmtime serve -Scli",
-            Kind::Cached => "wedge serve, cached route",
-            Kind::CachedInfo => "  same, access log on",
+            Kind::Wedge => "wedge 0.2 fresh",
+            Kind::WedgeQuiet => "  same, RUST_LOG=warn",
+            Kind::WedgeReuse => "wedge 0.2 reuse 128",
+            Kind::Wedge03 => "wedge 0.3 reuse 128x16",
+            Kind::Wedge03Fresh => "wedge 0.3 reuse = false",
+            Kind::Baseline => "wedge 0.2 fresh (baseline)",
+            Kind::Wasmtime => "wasmtime serve 0.2 fresh",
+            Kind::WasmtimeReuse => "wasmtime serve 0.2 reuse 128",
+            Kind::Wasmtime03 => "wasmtime serve 0.3 default",
+            Kind::Cached => "wedge, cached route",
+            Kind::CachedQuiet => "  same, RUST_LOG=warn",
         }
     }
 
     fn cached(self) -> bool {
-        matches!(self, Kind::Cached | Kind::CachedInfo)
+        matches!(self, Kind::Cached | Kind::CachedQuiet)
+    }
+
+    fn wasmtime(self) -> bool {
+        matches!(
+            self,
+            Kind::Wasmtime | Kind::WasmtimeReuse | Kind::Wasmtime03
+        )
+    }
+
+    fn wasi03(self) -> bool {
+        matches!(self, Kind::Wedge03 | Kind::Wedge03Fresh | Kind::Wasmtime03)
+    }
+
+    /// The `wasmtime serve` row this one is compared with.
+    fn peer(self) -> Option<Kind> {
+        match self {
+            Kind::Wedge | Kind::WedgeQuiet | Kind::Baseline => Some(Kind::Wasmtime),
+            Kind::WedgeReuse => Some(Kind::WasmtimeReuse),
+            Kind::Wedge03 | Kind::Wedge03Fresh => Some(Kind::Wasmtime03),
+            _ => None,
+        }
+    }
+
+    /// Whether the streamed echo is measured: on the fresh WASI 0.2 rows.
+    fn echoes(self) -> bool {
+        matches!(
+            self,
+            Kind::Native | Kind::Wedge | Kind::WedgeQuiet | Kind::Baseline | Kind::Wasmtime
+        )
     }
 
     /// What `wrk` requests.
@@ -86,13 +140,22 @@ impl Kind {
         if self.cached() { CACHED_PATH } else { "/hello" }
     }
 
-    /// `RUST_LOG` for a Wedge server.
+    /// `RUST_LOG` for a Wedge server: its default, `info`, unless the row
+    /// measures it without the access log.
     fn log(self) -> &'static str {
-        if self == Kind::CachedInfo {
-            "info"
-        } else {
-            // No access log: neither of the others writes one.
+        if matches!(self, Kind::WedgeQuiet | Kind::CachedQuiet) {
             "warn"
+        } else {
+            "info"
+        }
+    }
+
+    /// The route's sidecar.
+    fn sidecar(self) -> &'static str {
+        match self {
+            Kind::WedgeReuse => "max_body = \"64MiB\"\n[reuse]\nmax_requests = 128\n",
+            Kind::Wedge03Fresh => "max_body = \"64MiB\"\nreuse = false\n",
+            _ => "max_body = \"64MiB\"\n",
         }
     }
 }
@@ -126,12 +189,21 @@ impl Compare {
     pub fn run(&self) -> anyhow::Result<()> {
         let wrk = wrk_program()?;
         let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-        let mut kinds = vec![Kind::Native, Kind::Wedge, Kind::Cached, Kind::CachedInfo];
+        let mut kinds = vec![
+            Kind::Native,
+            Kind::Wedge,
+            Kind::WedgeQuiet,
+            Kind::WedgeReuse,
+            Kind::Wedge03,
+            Kind::Wedge03Fresh,
+            Kind::Cached,
+            Kind::CachedQuiet,
+        ];
         if self.baseline.is_some() {
             kinds.push(Kind::Baseline);
         }
         if self.wasmtime.is_some() {
-            kinds.push(Kind::Wasmtime);
+            kinds.extend([Kind::Wasmtime, Kind::WasmtimeReuse, Kind::Wasmtime03]);
         } else {
             eprintln!(
                 "bench: no wasmtime: set WASMTIME=/path/to/wasmtime (48.0.x) or pass \
@@ -141,7 +213,7 @@ impl Compare {
         // Every Wedge build starts on the same warm compile cache (the
         // builds share one, keyed by wasmtime's engine): whichever ran
         // first would otherwise compile in its first round.
-        for component in [&self.hello, &self.echo] {
+        for component in [&self.hello, &self.hello03, &self.echo] {
             drop(self.start(Kind::Wedge, component, pinned)?);
         }
         // And the cached route's component.
@@ -166,7 +238,12 @@ impl Compare {
         into: &mut Figures,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let server = self.start(kind, &self.hello, pinned)?;
+        let hello = if kind.wasi03() {
+            &self.hello03
+        } else {
+            &self.hello
+        };
+        let server = self.start(kind, hello, pinned)?;
         into.start_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         let path = kind.path();
         // The cached route: one request stores the answer, then the
@@ -221,6 +298,9 @@ impl Compare {
             return Ok(());
         }
         drop(server);
+        if !kind.echoes() {
+            return Ok(());
+        }
 
         let server = self.start(kind, &self.echo, pinned)?;
         let body = self.work.join("compare/echo-50mb.bin");
@@ -247,9 +327,9 @@ impl Compare {
         match kind {
             Kind::Native => {
                 command.arg(&self.native).arg("127.0.0.1:0");
-                Server::printing_address(command)
+                Server::printing_address(command, Stdio::null())
             }
-            Kind::Wedge | Kind::Baseline | Kind::Cached | Kind::CachedInfo => {
+            _ if !kind.wasmtime() => {
                 let wedge = match kind {
                     Kind::Baseline => self.baseline.as_ref().context("no baseline")?,
                     _ => &self.wedge,
@@ -260,7 +340,7 @@ impl Compare {
                 }
                 std::fs::create_dir_all(&routes)?;
                 std::fs::copy(component, routes.join("hello.wasm"))?;
-                std::fs::write(routes.join("hello.toml"), "max_body = \"64MiB\"\n")?;
+                std::fs::write(routes.join("hello.toml"), kind.sidecar())?;
                 if kind.cached() {
                     std::fs::copy(&self.cache_probe, routes.join("cached.wasm"))
                         .context("copy cache_probe.wasm")?;
@@ -272,24 +352,32 @@ impl Compare {
                     .args(["--listen", "127.0.0.1:0", "--no-watch", "--cache-dir"])
                     .arg(dir.join("cache"))
                     .env("RUST_LOG", kind.log());
+                // The access log goes to a file, as a service's log does.
+                let log = Stdio::from(std::fs::File::create(dir.join("wedge.log"))?);
                 if kind != Kind::Baseline {
                     // An earlier build (the baseline) may not know the flag.
                     command.arg("--data-dir").arg(dir.join("data"));
                 }
                 if kind.cached() {
-                    Server::printing_addresses(command)
+                    Server::printing_addresses(command, log)
                 } else {
-                    Server::printing_address(command)
+                    Server::printing_address(command, log)
                 }
             }
-            Kind::Wasmtime => {
+            _ => {
                 let wasmtime = self.wasmtime.as_ref().context("no wasmtime")?;
                 let addr = free_port()?;
-                command
-                    .arg(wasmtime)
-                    .args(["serve", "-Scli", "--addr"])
-                    .arg(addr.to_string())
-                    .arg(component);
+                command.arg(wasmtime).args(["serve", "-Scli"]);
+                match kind {
+                    Kind::WasmtimeReuse => {
+                        command.args(["--max-instance-reuse-count", "128"]);
+                    }
+                    Kind::Wasmtime03 => {
+                        command.args(["-Sp3", "-Wcomponent-model-async"]);
+                    }
+                    _ => {}
+                }
+                command.arg("--addr").arg(addr.to_string()).arg(component);
                 Server::polled(command, addr)
             }
         }
@@ -298,10 +386,14 @@ impl Compare {
     fn report(&self, kinds: &[Kind], figures: &[Figures], pinned: bool) -> anyhow::Result<()> {
         let index = |kind: Kind| kinds.iter().position(|k| *k == kind);
         let native_rps = median(&figures[0].rps);
-        let wasmtime_rps = index(Kind::Wasmtime).map(|i| median(&figures[i].rps));
+        let peer_rps = |kind: Kind| {
+            let peer = kind.peer()?;
+            index(peer).map(|i| median(&figures[i].rps))
+        };
         println!(
-            "\nhello world, fresh instance per request; wrk -t1 -c32 -d{SECONDS}s (p99 also at \
-             -c128); {} rounds{}; wedge with RUST_LOG=warn (no access log) unless a row says",
+            "\nhello world; wrk -t1 -c32 -d{SECONDS}s (p99 also at -c128); {} rounds{}; wedge \
+             with its default logging (access log on, to a file) unless a row says; x wasmtime: \
+             against the wasmtime serve row of the same world and reuse",
             self.rounds,
             if pinned {
                 "; server on core 0, wrk on core 1"
@@ -328,7 +420,7 @@ impl Compare {
         for (kind, f) in kinds.iter().zip(figures) {
             let rps = median(&f.rps);
             let versus_wasmtime =
-                wasmtime_rps.map_or("-".to_owned(), |w| format!("{:.2}", rps / w));
+                peer_rps(*kind).map_or("-".to_owned(), |w| format!("{:.2}", rps / w));
             println!(
                 "  {:26} {:>28} {:>9.3} {:>9.3} {:>13.3} {:>12.1} {:>9.1} {:>10.1} {:>10.0} {:>11} {:>9.2} {:>10}",
                 kind.name(),
@@ -340,10 +432,10 @@ impl Compare {
                 max(&f.peak_rss_mb),
                 max(&f.peak_rss_mb_c128),
                 median(&f.start_ms),
-                if kind.cached() {
-                    "-".to_owned()
-                } else {
+                if kind.echoes() {
                     echo_figure(f)
+                } else {
+                    "-".to_owned()
                 },
                 rps / native_rps,
                 versus_wasmtime
@@ -355,7 +447,7 @@ impl Compare {
                 "peak_rss_mb": f.peak_rss_mb, "peak_rss_mb_c128": f.peak_rss_mb_c128,
                 "start_ms": f.start_ms,
                 "echo_mb_per_s": f.echo_mb_s, "echo_errors": f.echo_errors,
-                "rust_log": (*kind != Kind::Native && *kind != Kind::Wasmtime).then(|| kind.log()),
+                "rust_log": (*kind != Kind::Native && !kind.wasmtime()).then(|| kind.log()),
                 "path": kind.path(),
                 "instantiations_under_wrk": f.instantiations,
                 "cache_hits_under_wrk": f.hits, "cache_misses_under_wrk": f.misses,
@@ -405,11 +497,12 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `command`, which prints `listening on http://ADDR` first.
-    fn printing_address(mut command: Command) -> anyhow::Result<Server> {
+    /// Starts `command`, which prints `listening on http://ADDR` first,
+    /// its log to `stderr`.
+    fn printing_address(mut command: Command, stderr: Stdio) -> anyhow::Result<Server> {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("start {command:?}"))?;
         let addr = crate::bench::listening_address(&mut child)?;
@@ -424,7 +517,8 @@ impl Server {
 
     /// Starts `command`, a `wedge serve`, with an admin listener: it prints
     /// `listening on http://ADDR`, then `admin on http://ADDR`.
-    fn printing_addresses(command: Command) -> anyhow::Result<Server> {
+    fn printing_addresses(mut command: Command, stderr: Stdio) -> anyhow::Result<Server> {
+        command.stderr(stderr);
         let (child, addr, admin) = crate::cache::spawn_with_admin(command)?;
         let server = Server {
             child,

@@ -399,6 +399,7 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
             wasmtime: wasmtime(&target, with_wasmtime)?,
             baseline: std::env::var_os("WEDGE_BASELINE").map(PathBuf::from),
             hello: bench.guests.join("hello_v1.wasm"),
+            hello03: bench.guests.join("wasi03_probe.wasm"),
             echo: bench.guests.join("echo_stream.wasm"),
             cache_probe: bench.guests.join("cache_probe.wasm"),
             work: bench.work.clone(),
