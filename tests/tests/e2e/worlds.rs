@@ -78,6 +78,8 @@ both_worlds!(
     concurrent_requests_share_an_instance_only_on_wasi_0_3,
     a_trap_retires_the_instance_and_fails_only_its_requests,
     a_request_past_its_timeout_under_reuse_gets_504_and_a_new_instance,
+    a_restart_loads_from_the_compile_cache,
+    wedge_dev_builds_and_rebuilds_it,
 );
 
 /// Starts a server on `routes` with an admin listener, and `args`.
@@ -417,4 +419,40 @@ async fn max_instances_counts_instances_and_max_concurrency_counts_requests() {
     });
     assert_eq!(refused.status(), 503);
     assert_eq!(waiting.status(), 200);
+}
+
+async fn a_restart_loads_from_the_compile_cache(world: World) {
+    let routes = Routes::new().with("a.wasm", world.probe());
+    let cache = tempfile::tempdir().expect("a cache folder");
+    let args = [OsStr::new("--cache-dir"), cache.path().as_os_str()];
+    let first = Server::start_with(routes.path(), &args).await;
+    assert_eq!(text(&first.http1().get("/a").await), world.hello());
+    assert_eq!(first.log.text().matches("(compiled in").count(), 1);
+    assert_eq!(first.stop().await, 0);
+    let second = Server::start_with(routes.path(), &args).await;
+    assert_eq!(text(&second.http1().get("/a").await), world.hello());
+    let log = second.log.text();
+    assert_eq!(log.matches("(from cache in").count(), 1, "{log}");
+    assert!(!log.contains("(compiled in"), "{log}");
+}
+
+async fn wedge_dev_builds_and_rebuilds_it(world: World) {
+    // A "build" that copies a built component into place: what cargo's
+    // would produce, without a compile in the test.
+    let routes = Routes::new()
+        .with("src/probe.wasm", world.probe())
+        .with_bytes(
+            "routes/d/[...rest].toml",
+            b"[build]\nworkdir = \"../../src\"\ncommand = \"cp probe.wasm built.wasm\"\n\
+              watch = [\"probe.wasm\"]\noutput = \"built.wasm\"\n",
+        );
+    let dev = Server::start_dev(&routes.path().join("routes"), &[], &[]).await;
+    let client = dev.http1();
+    assert_eq!(text(&client.get("/d/x").await), world.hello());
+    let source = routes.path().join("src/probe.wasm");
+    rename_into_place(&source, &crate::harness::guest(world.other().probe()));
+    wait_until("the rebuilt route serves", async || {
+        text(&client.get("/d/x").await) == world.other().hello()
+    })
+    .await;
 }
