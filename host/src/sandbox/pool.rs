@@ -389,7 +389,13 @@ impl WorkerState for Worker {
     }
 
     fn drop(&self, store: Store<GuestState>, result: wasmtime::Result<()>) {
-        if let Err(error) = result {
+        // The handler reports a worker dropped before it ended as "worker
+        // panicked"; outside a panic that is the runtime shutting down.
+        let cancelled = matches!(&result, Err(error) if error.to_string() == "worker panicked")
+            && !std::thread::panicking();
+        if cancelled {
+            tracing::debug!(route = %self.route, "instance dropped at shutdown");
+        } else if let Err(error) = result {
             // wasmtime-wasi-http says so in text only.
             let timed_out = error.to_string() == "guest timed out";
             let cpu = super::run::cpu_time_of(&error);
