@@ -26,6 +26,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(workspace).display());
     }
     build_guests(&root.join("tests/fixtures/Cargo.toml"), &target_dir);
+    // Its own workspace: see its Cargo.toml.
+    build_guests(
+        &root.join("tests/fixtures/sdk_probe_wasi03/Cargo.toml"),
+        &target_dir,
+    );
     build_guests(&root.join("examples/Cargo.toml"), &target_dir);
     let guests = target_dir.join("wasm32-wasip2/release");
     println!("cargo:rustc-env=WEDGE_GUESTS_DIR={}", guests.display());

@@ -33,6 +33,10 @@ const CHUNKS_IN_FLIGHT: usize = 1;
 /// incomplete. If the client goes away, `write` gets an error from its next
 /// [`BodyWriter::write`] and should return.
 ///
+/// With the `wasi-0-3` feature, wstd's timers do not run: sleep with
+/// `wasip3::clocks::monotonic_clock::wait_for(100_000_000).await` instead
+/// of the `wstd::task::sleep` below (see [WASI 0.3](crate#wasi-03)).
+///
 /// ```
 /// use wedge_sdk::wstd::time::Duration;
 /// use wedge_sdk::{Request, Response, body};
@@ -55,15 +59,14 @@ where
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let mut on_error = sender.clone();
     let writing = write(BodyWriter { sender });
-    wstd::runtime::spawn(async move {
+    crate::wasi::spawn(async move {
         if let Err(error) = writing.await {
             eprintln!("error: writing the response body: {error}");
             // An error item fails the body's stream, which cuts the response.
             let failed = io::Error::other("the body's writer failed");
             let _ = send(&mut on_error, Err(failed)).await;
         }
-    })
-    .detach();
+    });
     Body::from_try_stream(receiver)
 }
 

@@ -2,9 +2,7 @@
 
 use std::fmt;
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use wstd::http::{Body, Client, ErrorCode};
+use wstd::http::{Body, ErrorCode};
 
 use crate::response::Response;
 
@@ -30,34 +28,12 @@ use crate::response::Response;
 ///     Ok(Json(response.body_mut().json().await?))
 /// }
 /// ```
-///
-/// An empty body is sent without a single write. wstd sends
-/// `Body::empty()` as a zero-length write, and a write to a request body the
-/// host has already closed (because it refused the request, or the
-/// connection failed) fails with "connection reset", which wstd's client
-/// then reports instead of the real reason.
 pub async fn fetch<B: Into<Body>>(request: http::Request<B>) -> Result<Response, FetchError> {
     let (parts, body) = request.into_parts();
     let origin = Origin::of(&parts.uri);
-    Client::new()
-        .send(http::Request::from_parts(
-            parts,
-            unwritten_if_empty(body.into()),
-        ))
+    crate::wasi::send(http::Request::from_parts(parts, body.into()))
         .await
         .map_err(|cause| FetchError { origin, cause })
-}
-
-/// `body`, or for an empty one a body wstd sends without any write: it
-/// writes an in-memory body (`Body::empty()` included) with `write_all`,
-/// which makes a zero-length write; a boxed body with no frames is only
-/// finished.
-fn unwritten_if_empty(body: Body) -> Body {
-    if body.content_length() == Some(0) {
-        Body::from_http_body(Empty::<Bytes>::new())
-    } else {
-        body
-    }
 }
 
 /// Why a [`fetch`] got no response.
@@ -173,18 +149,6 @@ impl fmt::Display for Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_empty_body_is_sent_from_a_frameless_body() {
-        // wstd's `Body` tells its in-memory variant (sent with a write) from
-        // a boxed one (sent frame by frame) only in its Debug output.
-        for empty in [Body::empty(), Body::from(""), Body::from(Vec::new())] {
-            let sent = format!("{:?}", unwritten_if_empty(empty));
-            assert!(sent.starts_with("Body(Boxed("), "{sent}");
-        }
-        let full = format!("{:?}", unwritten_if_empty(Body::from("data")));
-        assert!(full.starts_with("Body(Complete"), "{full}");
-    }
 
     fn error(uri: &str, cause: impl Into<wstd::http::Error>) -> FetchError {
         FetchError {

@@ -7,7 +7,9 @@
 //! from a [`Request`] to anything that is [`IntoResponse`], on the [`http`]
 //! crate's types and [`wstd`], the Bytecode Alliance's async library for
 //! WASI 0.2. The result is a plain `wasi:http/proxy` component: any host
-//! that runs those (`wasmtime serve -Scli`, say) runs it too.
+//! that runs those (`wasmtime serve -Scli`, say) runs it too. With the
+//! `wasi-0-3` feature, the same code builds a WASI 0.3 component instead:
+//! see [WASI 0.3](#wasi-03).
 //!
 //! # A complete handler
 //!
@@ -92,6 +94,36 @@
 //!   route's sidecar lists.
 //! - [`body`]: streaming response and request bodies.
 //!
+//! # WASI 0.3
+//!
+//! The same handler builds as a WASI 0.3 component (export
+//! `wasi:http/handler@0.3.0`, world `wasi:http/service`) with the
+//! `wasi-0-3` feature; its source does not change:
+//!
+//! ```toml
+//! [dependencies]
+//! wedge-sdk = { path = "../guest-sdk", features = ["wasi-0-3"] }
+//! ```
+//!
+//! Wedge then reuses the component's instance for many requests, several
+//! at once, so statics persist between requests (see [State](#state)).
+//! The API is the same; underneath, requests, [`fetch`] and [`body::stream`]
+//! run on WASI 0.3's own executor, not on wstd's, which is WASI 0.2's. Of
+//! [`wstd`] itself, the types ([`Body`], `wstd::http::ErrorCode`) work,
+//! but nothing that waits on wstd's reactor: its timers
+//! (`wstd::task::sleep`, `wstd::time::Timer`), `wstd::runtime::spawn`,
+//! its HTTP `Client`, `wstd::io` streams and `wstd::net` panic ("must be
+//! called within a wstd runtime"), and `wstd::runtime::block_on` would
+//! stall the instance. Use [`fetch`] for HTTP, [`body::stream`] for a body
+//! written after the handler returns, and the re-exported `wasip3` crate
+//! for the rest: `wasip3::clocks::monotonic_clock::wait_for(nanoseconds)
+//! .await` to sleep, `wasip3::spawn` to run a task beside the handler.
+//!
+//! Cargo unifies a dependency's features across the packages it builds
+//! together: in a workspace built with `--workspace`, one crate's
+//! `wasi-0-3` makes every wedge-sdk handler in that build WASI 0.3. Keep a
+//! WASI 0.3 route in its own workspace, or build it on its own (`-p`).
+//!
 //! # Environment and secrets
 //!
 //! `std::env::var` works and sees exactly the route's `[env]` table in its
@@ -102,8 +134,10 @@
 //!
 //! # State
 //!
-//! Wedge runs every request in a fresh instance, so statics and
-//! `thread_local!`s start anew each time: keep state in a [`kv`] store
+//! Wedge runs every request of a WASI 0.2 component in a fresh instance,
+//! so statics and `thread_local!`s start anew each time (a WASI 0.3
+//! instance serves many requests, but which one serves a request is not
+//! yours to choose): keep state in a [`kv`] store
 //! (`key_value_stores = ["default"]` in the sidecar), or in a database or
 //! an upstream API reached with [`fetch`].
 
@@ -121,6 +155,16 @@ mod params;
 mod redirect;
 mod response;
 mod router;
+#[cfg(not(feature = "wasi-0-3"))]
+mod wasi02;
+#[cfg(feature = "wasi-0-3")]
+mod wasi03;
+
+// What differs between the worlds: the export, spawning, outbound requests.
+#[cfg(not(feature = "wasi-0-3"))]
+use wasi02 as wasi;
+#[cfg(feature = "wasi-0-3")]
+use wasi03 as wasi;
 
 pub use cache::CacheControl;
 pub use cookies::SetCookies;
@@ -141,11 +185,14 @@ pub use http;
 pub use http::{Method, StatusCode};
 #[cfg(feature = "json")]
 pub use serde_json;
+#[cfg(feature = "wasi-0-3")]
+pub use wasip3;
 pub use wstd;
 pub use wstd::http::Body;
 
 /// Makes a function the component's request handler (its
-/// `wasi:http/incoming-handler` export). One per component.
+/// `wasi:http/incoming-handler` export, or with the `wasi-0-3` feature
+/// its `wasi:http/handler@0.3.0` export). One per component.
 ///
 /// It takes one of three shapes. An `async fn` that takes the request:
 ///
@@ -597,10 +644,11 @@ pub mod __private {
     use std::future::Future;
 
     pub use wasip2;
-    pub use wasip2::exports::http::incoming_handler::Guest;
-    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
-    use wstd::http::server::Responder;
+    #[cfg(feature = "wasi-0-3")]
+    pub use wasip3;
 
+    pub use crate::__export_handler as export_handler;
+    pub use crate::wasi::run;
     use crate::{Handler, IntoResponse, Request, Router};
 
     /// Checks, spanned to the handler's argument, that it takes a [`Request`].
@@ -626,22 +674,60 @@ pub mod __private {
     pub fn router_handler(router: Router) -> impl Handler {
         router
     }
+}
 
-    /// Runs `handler` on one incoming request: the body of the export.
-    pub fn run(request: IncomingRequest, response_out: ResponseOutparam, handler: impl Handler) {
-        let responder = Responder::new(response_out);
-        wstd::runtime::block_on(async move {
-            let request = match wstd::http::request::try_from_incoming(request) {
-                Ok(request) => request,
-                Err(error) => {
-                    eprintln!("error: cannot read the incoming request: {error:#}");
-                    return responder.fail(error);
+/// Exports a [`Handler`] expression as the component's
+/// `wasi:http/incoming-handler@0.2` handler: what `#[handler]` expands to
+/// without the `wasi-0-3` feature. Not public API.
+#[cfg(not(feature = "wasi-0-3"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_handler {
+    ($handler:expr) => {
+        const _: () = {
+            struct WedgeHandler;
+
+            impl $crate::__private::wasip2::exports::http::incoming_handler::Guest for WedgeHandler {
+                fn handle(
+                    request: $crate::__private::wasip2::http::types::IncomingRequest,
+                    response_out: $crate::__private::wasip2::http::types::ResponseOutparam,
+                ) {
+                    $crate::__private::run(request, response_out, $handler);
                 }
-            };
-            let response = handler.call(request).await;
-            if let Err(error) = responder.respond(response).await {
-                eprintln!("error: sending the response body: {error:#}");
             }
-        });
-    }
+
+            $crate::__private::wasip2::http::proxy::export!(
+                WedgeHandler with_types_in $crate::__private::wasip2
+            );
+        };
+    };
+}
+
+/// Exports a [`Handler`] expression as the component's
+/// `wasi:http/handler@0.3.0` handler (world `wasi:http/service`): what
+/// `#[handler]` expands to with the `wasi-0-3` feature. Not public API.
+#[cfg(feature = "wasi-0-3")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_handler {
+    ($handler:expr) => {
+        const _: () = {
+            struct WedgeHandler;
+
+            impl $crate::__private::wasip3::exports::http::handler::Guest for WedgeHandler {
+                async fn handle(
+                    request: $crate::__private::wasip3::http::types::Request,
+                ) -> ::core::result::Result<
+                    $crate::__private::wasip3::http::types::Response,
+                    $crate::__private::wasip3::http::types::ErrorCode,
+                > {
+                    $crate::__private::run(request, $handler).await
+                }
+            }
+
+            $crate::__private::wasip3::http::service::export!(
+                WedgeHandler with_types_in $crate::__private::wasip3
+            );
+        };
+    };
 }

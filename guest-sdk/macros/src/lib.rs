@@ -7,7 +7,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned as _;
 use syn::{FnArg, ItemFn, ReturnType, parse_macro_input};
 
-/// Makes a function the component's `wasi:http/incoming-handler` export:
+/// Makes a function the component's `wasi:http` handler export:
 /// `async fn(Request) -> impl IntoResponse`, `async fn() -> impl
 /// IntoResponse`, or `fn() -> Router`. See `wedge_sdk::handler`.
 #[proc_macro_attribute]
@@ -113,22 +113,9 @@ fn expand(function: &mut ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     Ok(quote! {
         #function
 
-        const _: () = {
-            struct WedgeHandler;
-
-            impl ::wedge_sdk::__private::Guest for WedgeHandler {
-                fn handle(
-                    request: ::wedge_sdk::__private::IncomingRequest,
-                    response_out: ::wedge_sdk::__private::ResponseOutparam,
-                ) {
-                    ::wedge_sdk::__private::run(request, response_out, #handler);
-                }
-            }
-
-            ::wedge_sdk::__private::wasip2::http::proxy::export!(
-                WedgeHandler with_types_in ::wedge_sdk::__private::wasip2
-            );
-        };
+        // The export depends on the SDK's `wasi-0-3` feature, which a proc
+        // macro cannot see: the SDK's `export_handler!` is defined per world.
+        ::wedge_sdk::__private::export_handler!(#handler);
 
         /// Never called: a `wasi:http` component is entered through its
         /// `handle` export, but a binary crate must have a `main`.

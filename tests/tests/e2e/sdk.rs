@@ -1,6 +1,10 @@
 //! wedge-sdk inside the real host, through the `sdk_probe` fixture: handler
 //! errors, query parsing, outbound `fetch` (hundreds in a row, and denied),
 //! streaming request and response bodies.
+//!
+//! Each test runs on both worlds (`both_worlds!`): on `sdk_probe`, and on
+//! `sdk_probe_wasi03`, the same source built with the SDK's `wasi-0-3`
+//! feature, a WASI 0.3 component.
 
 use futures::StreamExt as _;
 use http_body_util::{BodyExt, StreamBody};
@@ -8,22 +12,77 @@ use hyper::body::Frame;
 
 use crate::harness::{Routes, Server, Upstream, json, text};
 
-/// `probe/[...case]` with a sidecar allowing `allowed`.
-async fn probe(allowed: &str) -> (Server, Routes) {
+/// Which build of the probe: the SDK on WASI 0.2, or with `wasi-0-3`.
+#[derive(Debug, Clone, Copy)]
+enum World {
+    P2,
+    P3,
+}
+
+impl World {
+    fn probe(self) -> &'static str {
+        match self {
+            World::P2 => "sdk_probe",
+            World::P3 => "sdk_probe_wasi03",
+        }
+    }
+
+    /// As `/routes` names it.
+    fn name(self) -> &'static str {
+        match self {
+            World::P2 => "wasi-0.2",
+            World::P3 => "wasi-0.3",
+        }
+    }
+}
+
+/// One `#[tokio::test]` per world for each `async fn(World)` named.
+macro_rules! both_worlds {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn wasi_0_2() {
+                super::$test(super::World::P2).await
+            }
+
+            #[tokio::test]
+            async fn wasi_0_3() {
+                super::$test(super::World::P3).await
+            }
+        }
+    )*};
+}
+
+both_worlds!(
+    a_handler_error_is_a_500_whose_cause_is_logged,
+    the_query_string_is_parsed_or_refused_with_why,
+    hundreds_of_fetches_in_a_row_all_succeed,
+    a_denied_fetch_says_which_entry_to_add,
+    a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream,
+    a_refused_fetch_with_a_body_reports_the_refusal,
+);
+
+/// `probe/[...case]`, served by `world`'s probe, with a sidecar allowing
+/// `allowed`. The host must see the probe as a `world` component: the
+/// feature, not the source, picks the world.
+async fn probe(world: World, allowed: &str) -> (Server, Routes) {
     let sidecar = format!("allowed_outbound_hosts = [\"{allowed}\"]\n");
     let routes = Routes::new()
-        .with("probe/[...case].wasm", "sdk_probe")
+        .with("probe/[...case].wasm", world.probe())
         .with_bytes("probe/[...case].toml", sidecar.as_bytes());
-    (Server::start(routes.path()).await, routes)
+    let admin = ["--admin", "127.0.0.1:0"].map(std::ffi::OsStr::new);
+    let server = Server::start_with(routes.path(), &admin).await;
+    let table = json(&server.admin().get("/routes").await);
+    assert_eq!(table[0]["world"], world.name(), "{table}");
+    (server, routes)
 }
 
 async fn hello_upstream() -> Upstream {
     Upstream::start(|method, _| (200, format!("{{\"method\":\"{method}\"}}"))).await
 }
 
-#[tokio::test]
-async fn a_handler_error_is_a_500_whose_cause_is_logged() {
-    let (server, _routes) = probe("http://127.0.0.1:1").await;
+async fn a_handler_error_is_a_500_whose_cause_is_logged(world: World) {
+    let (server, _routes) = probe(world, "http://127.0.0.1:1").await;
     for client in server.clients() {
         let answer = client.get("/probe/error").await;
         assert_eq!(
@@ -32,16 +91,18 @@ async fn a_handler_error_is_a_500_whose_cause_is_logged() {
         );
     }
     let log = server.log.wait_for("disk on fire").await;
-    let line = log.lines().find(|l| l.contains("disk on fire")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("disk on fire"))
+        .expect("wait_for returns a log with that line");
     assert!(
         line.contains("/probe/[...case]"),
         "not tagged with the route: {line}"
     );
 }
 
-#[tokio::test]
-async fn the_query_string_is_parsed_or_refused_with_why() {
-    let (server, _routes) = probe("http://127.0.0.1:1").await;
+async fn the_query_string_is_parsed_or_refused_with_why(world: World) {
+    let (server, _routes) = probe(world, "http://127.0.0.1:1").await;
     let client = server.http1();
     assert_eq!(
         text(&client.get("/probe/query?limit=7&other=x").await),
@@ -75,10 +136,9 @@ async fn the_query_string_is_parsed_or_refused_with_why() {
 /// wstd sends an empty body as a zero-length write, which fails once the
 /// host has closed the request body; the SDK sends none. Hundreds of calls
 /// in a row, bodiless and with a body, must all succeed.
-#[tokio::test]
-async fn hundreds_of_fetches_in_a_row_all_succeed() {
+async fn hundreds_of_fetches_in_a_row_all_succeed(world: World) {
     let upstream = hello_upstream().await;
-    let (server, _routes) = probe(&upstream.origin()).await;
+    let (server, _routes) = probe(world, &upstream.origin()).await;
     let client = server.http1();
     let url = format!("{}/hello", upstream.origin());
     let gets = json(
@@ -107,10 +167,9 @@ async fn hundreds_of_fetches_in_a_row_all_succeed() {
     assert_eq!((upstream.seen().len(), methods), (400, 100));
 }
 
-#[tokio::test]
-async fn a_denied_fetch_says_which_entry_to_add() {
+async fn a_denied_fetch_says_which_entry_to_add(world: World) {
     let upstream = hello_upstream().await;
-    let (server, _routes) = probe("http://127.0.0.1:1").await;
+    let (server, _routes) = probe(world, "http://127.0.0.1:1").await;
     let client = server.http1();
     let origin = upstream.origin();
     let expected = format!(
@@ -134,9 +193,8 @@ async fn a_denied_fetch_says_which_entry_to_add() {
     );
 }
 
-#[tokio::test]
-async fn a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream() {
-    let (server, _routes) = probe("http://127.0.0.1:1").await;
+async fn a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream(world: World) {
+    let (server, _routes) = probe(world, "http://127.0.0.1:1").await;
     for client in server.clients() {
         const CHUNK: usize = 64 * 1024;
         let chunks = futures::stream::iter(0..16)
@@ -144,7 +202,7 @@ async fn a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream() {
         let request = client
             .request("POST", "/probe/upload")
             .body(BodyExt::boxed(StreamBody::new(chunks)))
-            .unwrap();
+            .expect("a valid request");
         let answer = client.send(request).await;
         assert_eq!(answer.status(), 200);
         let lines: Vec<&str> = text(&answer).lines().collect();
@@ -161,12 +219,11 @@ async fn a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream() {
 
 /// A request that fails before it is sent reports its own error code, even
 /// when the guest is still writing its body.
-#[tokio::test]
-async fn a_refused_fetch_with_a_body_reports_the_refusal() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", closed.local_addr().unwrap());
+async fn a_refused_fetch_with_a_body_reports_the_refusal(world: World) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let origin = format!("http://{}", closed.local_addr().expect("a bound port"));
     drop(closed);
-    let (server, _routes) = probe(&origin).await;
+    let (server, _routes) = probe(world, &origin).await;
     let client = server.http1();
     let expected = format!("outbound request to {origin} failed: ErrorCode::ConnectionRefused");
     for body in ["", "&bytes=5", "&bytes=1048576"] {
