@@ -21,8 +21,10 @@ use std::time::Duration;
 pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Bytes of lines that may wait; past them new lines are dropped. At a
-/// hundred thousand 200-byte lines a second, a batch is 200 KB.
-pub const MAX_PENDING: usize = 8 << 20;
+/// hundred thousand 200-byte lines a second, a batch is 200 KB, so this
+/// absorbs a stall of stderr of about 50 ms at that rate, and of seconds
+/// at the rates one core serves.
+pub const MAX_PENDING: usize = 1 << 20;
 
 /// The writing side: cheap to clone, one per log line.
 #[derive(Clone)]

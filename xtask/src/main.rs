@@ -17,10 +17,13 @@ mod hostile;
 mod kv;
 
 /// The workspaces whose crates are built only for wasm32-wasip2.
-const GUEST_MANIFESTS: [&str; 3] = [
+const GUEST_MANIFESTS: [&str; 4] = [
     "guest-sdk/Cargo.toml",
     "examples/Cargo.toml",
     "tests/fixtures/Cargo.toml",
+    // A workspace of its own: its SDK feature would make every fixture
+    // that uses the SDK WASI 0.3 (cargo unifies features in one build).
+    "tests/fixtures/sdk_probe_wasi03/Cargo.toml",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -342,6 +345,17 @@ fn test() -> anyhow::Result<()> {
         clippy.args(["--workspace", "--all-targets", "--", "-D", "warnings"]);
         run(clippy)?;
     }
+    // The SDK on WASI 0.3 too.
+    let mut clippy = guest_cargo("clippy", "guest-sdk/Cargo.toml", &guest_dir);
+    clippy.args([
+        "--all-targets",
+        "--features",
+        "wasi-0-3",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
     // The SDK's unit, doc and compile-error tests need no WASI: they run
     // natively. Its docs are the SDK's manual, so broken links fail too.
     let mut sdk = cargo();

@@ -394,6 +394,18 @@ async fn a_request_past_its_timeout_under_reuse_gets_504_and_a_new_instance(worl
         "the instance that could not be stopped is retired"
     );
     assert_eq!(n, 1);
+    // A guest that waits past the timeout is answered 504 at the timeout.
+    let started = Instant::now();
+    assert_eq!(
+        client.get("/s/sleep?ms=5000").await.status(),
+        504,
+        "{world:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     server.log.wait_for("route=/s/[...rest] status=504").await;
 }
 
