@@ -221,6 +221,12 @@ struct LoadArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size,
           default_value = size_text(DEFAULT_MAX_INSTANCE_MEMORY))]
     max_instance_memory: u64,
+    /// Serve WASI 0.2 components only, each request in a fresh instance:
+    /// wasmtime's support for concurrent execution (WASI 0.3, instance
+    /// reuse) stays off, which makes a WASI 0.2 request cheaper. A WASI 0.3
+    /// route then fails to load, and `reuse` is ignored with a warning.
+    #[arg(long)]
+    no_wasi_0_3: bool,
     /// Largest `.wasm` route file; a larger one is a load error.
     #[arg(long, value_name = "SIZE", value_parser = parse_size,
           default_value = size_text(DEFAULT_MAX_WASM_SIZE))]
@@ -403,6 +409,7 @@ fn new_loader(
     let options = EngineOptions {
         max_instances: args.max_instances,
         max_instance_memory: args.max_instance_memory,
+        concurrency: !args.no_wasi_0_3,
     };
     let engine = new_engine(options).context("cannot create the wasm engine")?;
     let linker = new_linker(&engine)
@@ -510,6 +517,7 @@ impl ServeConfig {
             "env_allow": self.load.env_allow,
             "max_instances": self.load.max_instances,
             "max_instance_memory": self.load.max_instance_memory,
+            "wasi_0_3": !self.load.no_wasi_0_3,
             "max_wasm_size": self.load.max_wasm_size,
             "max_sidecar_size": self.load.max_sidecar_size,
         })

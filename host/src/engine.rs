@@ -57,6 +57,10 @@ pub struct EngineOptions {
     pub max_instances: u32,
     /// Most linear memory per instance, in bytes.
     pub max_instance_memory: u64,
+    /// wasmtime's support for concurrent execution: WASI 0.3 components
+    /// and instance reuse need it; without it (`--no-wasi-0-3`) a WASI 0.2
+    /// call takes wasmtime's plain path, which costs less.
+    pub concurrency: bool,
 }
 
 impl Default for EngineOptions {
@@ -64,6 +68,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: DEFAULT_MAX_INSTANCES,
             max_instance_memory: DEFAULT_MAX_INSTANCE_MEMORY,
+            concurrency: true,
         }
     }
 }
@@ -77,7 +82,10 @@ pub fn new_engine(options: EngineOptions) -> anyhow::Result<Engine> {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     // WASI 0.3: async exports, native streams and futures.
-    config.wasm_component_model_async(true);
+    // WASI 0.3: async exports, native streams and futures, and the
+    // concurrent calls instance reuse is built on.
+    config.concurrency_support(options.concurrency);
+    config.wasm_component_model_async(options.concurrency);
     // Guest backtraces in trap logs name the guest's functions.
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
 

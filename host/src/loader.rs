@@ -688,6 +688,15 @@ impl Loader {
         let started = Instant::now();
         tracing::debug!(file = %file.display(), "loading component");
         check_is_component(file, bytes)?;
+        if !self.engine.get_concurrency_support() && exports_wasi_0_3_handler(bytes) {
+            return Err(LoadError::Link {
+                file: file.to_owned(),
+                reason: "is a WASI 0.3 component (it exports wasi:http/handler@0.3.0), and this \
+                         server runs with --no-wasi-0-3: drop the flag, or build the handler \
+                         for WASI 0.2 (wasi:http/proxy)"
+                    .to_owned(),
+            });
+        }
         let key = format!("{hash}-{}", self.engine_hash);
         let cached = self.cache.as_ref().and_then(|cache| cache.get(&key));
         let (component, cached) = match cached.map(|payload| self.deserialize(&payload)) {
@@ -787,8 +796,15 @@ fn ready(
     let slots = settings
         .max_concurrency
         .map(|n| Arc::new(Semaphore::new(n as usize)));
-    let world = pre.world();
-    let reuse = world.reuse(&settings);
+    let mut reuse = pre.world().reuse(&settings);
+    if reuse.is_some() && !pre.can_reuse() {
+        tracing::warn!(
+            route = %name,
+            "`reuse` is ignored: this server runs with --no-wasi-0-3, so every request gets a \
+             fresh instance; drop the flag to reuse instances"
+        );
+        reuse = None;
+    }
     LoadedRoute {
         name,
         hash,
@@ -900,6 +916,31 @@ fn read_sidecar(file: &Path, cap: Cap) -> Result<Option<String>, SettingsError> 
 
 /// Tells a core module or a non-wasm file from a component before wasmtime
 /// does, so the error can say what to do.
+/// Whether the component `bytes` exports `wasi:http/handler@0.3.x`, read
+/// from its outermost export section without compiling it.
+fn exports_wasi_0_3_handler(bytes: &[u8]) -> bool {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                let found = exports.into_iter().any(|export| {
+                    export.is_ok_and(|export| export.name.name.starts_with("wasi:http/handler@0.3"))
+                });
+                if found {
+                    return true;
+                }
+            }
+            Ok(_) => {}
+            // Compiling it says what is wrong.
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     // Every wasm binary starts with `\0asm`, then a version: 1 for a core
     // module, 0x0d with layer 1 for a component.

@@ -40,6 +40,7 @@ pub(crate) fn loader() -> Loader {
     let options = EngineOptions {
         max_instances: 4,
         max_instance_memory: 16 << 20,
+        ..EngineOptions::default()
     };
     let engine = new_engine(options).expect("an engine");
     let linker = new_linker(&engine).expect("WASI links");

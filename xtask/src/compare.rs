@@ -65,6 +65,9 @@ enum Kind {
     Wedge,
     /// The same without the access log (`RUST_LOG=warn`).
     WedgeQuiet,
+    /// The same as `Wedge` with `--no-wasi-0-3` (wasmtime's concurrency
+    /// support off).
+    WedgeNoP3,
     /// WASI 0.2, `[reuse] max_requests = 128` (one request at a time).
     WedgeReuse,
     /// WASI 0.3, Wedge's default reuse (128 requests, 16 at once).
@@ -90,6 +93,7 @@ impl Kind {
             Kind::Native => "native hyper",
             Kind::Wedge => "wedge 0.2 fresh",
             Kind::WedgeQuiet => "  same, RUST_LOG=warn",
+            Kind::WedgeNoP3 => "  same, --no-wasi-0-3",
             Kind::WedgeReuse => "wedge 0.2 reuse 128",
             Kind::Wedge03 => "wedge 0.3 reuse 128x16",
             Kind::Wedge03Fresh => "wedge 0.3 reuse = false",
@@ -120,7 +124,9 @@ impl Kind {
     /// The `wasmtime serve` row this one is compared with.
     fn peer(self) -> Option<Kind> {
         match self {
-            Kind::Wedge | Kind::WedgeQuiet | Kind::Baseline => Some(Kind::Wasmtime),
+            Kind::Wedge | Kind::WedgeQuiet | Kind::WedgeNoP3 | Kind::Baseline => {
+                Some(Kind::Wasmtime)
+            }
             Kind::WedgeReuse => Some(Kind::WasmtimeReuse),
             Kind::Wedge03 | Kind::Wedge03Fresh => Some(Kind::Wasmtime03),
             _ => None,
@@ -131,7 +137,12 @@ impl Kind {
     fn echoes(self) -> bool {
         matches!(
             self,
-            Kind::Native | Kind::Wedge | Kind::WedgeQuiet | Kind::Baseline | Kind::Wasmtime
+            Kind::Native
+                | Kind::Wedge
+                | Kind::WedgeQuiet
+                | Kind::WedgeNoP3
+                | Kind::Baseline
+                | Kind::Wasmtime
         )
     }
 
@@ -193,6 +204,7 @@ impl Compare {
             Kind::Native,
             Kind::Wedge,
             Kind::WedgeQuiet,
+            Kind::WedgeNoP3,
             Kind::WedgeReuse,
             Kind::Wedge03,
             Kind::Wedge03Fresh,
@@ -357,6 +369,9 @@ impl Compare {
                 if kind != Kind::Baseline {
                     // An earlier build (the baseline) may not know the flag.
                     command.arg("--data-dir").arg(dir.join("data"));
+                }
+                if kind == Kind::WedgeNoP3 {
+                    command.arg("--no-wasi-0-3");
                 }
                 if kind.cached() {
                     Server::printing_addresses(command, log)

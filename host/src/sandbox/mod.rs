@@ -120,6 +120,15 @@ impl Pre {
         }
     }
 
+    /// Whether its engine runs concurrent calls, which instance reuse
+    /// needs (off under `--no-wasi-0-3`).
+    pub fn can_reuse(&self) -> bool {
+        match self {
+            Pre::Http02(pre) => pre.engine().get_concurrency_support(),
+            Pre::Http03(pre) => pre.engine().get_concurrency_support(),
+        }
+    }
+
     /// As wasmtime-wasi-http's handler takes it.
     fn for_handler(&self) -> wasmtime_wasi_http::handler::ProxyPre<GuestState> {
         match self {
@@ -331,8 +340,10 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    if engine.get_concurrency_support() {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    }
     crate::kv::add_to_linker(&mut linker, |state: &mut GuestState| KvView {
         ctx: &mut state.kv,
         table: &mut state.table,
@@ -390,6 +401,7 @@ mod tests {
         let options = EngineOptions {
             max_instances: 1,
             max_instance_memory: 1 << 20,
+            ..EngineOptions::default()
         };
         let engine = new_engine(options).expect("an engine");
         let _ticker = EpochTicker::start(&engine).expect("the epoch thread");

@@ -468,3 +468,29 @@ async fn wedge_dev_builds_and_rebuilds_it(world: World) {
     })
     .await;
 }
+
+#[tokio::test]
+async fn without_wasi_0_3_a_wasi_0_3_route_fails_to_load_and_reuse_is_ignored() {
+    let routes = Routes::new()
+        .with("p3.wasm", World::P3.probe())
+        .with("p2/count.wasm", World::P2.probe())
+        .with_bytes("p2/count.toml", b"reuse = true\n");
+    let server = start(&routes, &[OsStr::new("--no-wasi-0-3")]).await;
+    let client = server.http1();
+    assert_eq!(client.get("/p3").await.status(), 500);
+    server
+        .log
+        .wait_for("this server runs with --no-wasi-0-3: drop the flag")
+        .await;
+    let (first, n) = instance(&client.get("/p2/count").await);
+    let (second, m) = instance(&client.get("/p2/count").await);
+    assert_eq!((n, m), (1, 1), "a fresh instance each");
+    assert_ne!(first, second);
+    server.log.wait_for("`reuse` is ignored").await;
+    let routes = listed(&server).await;
+    let p2 = routes
+        .iter()
+        .find(|route| route["pattern"] == "/p2/count")
+        .expect("/p2/count in /routes");
+    assert_eq!(p2["settings"]["reuse"], false);
+}
