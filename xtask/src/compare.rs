@@ -102,7 +102,7 @@ impl Kind {
             Kind::WasmtimeReuse => "wasmtime serve 0.2 reuse 128",
             Kind::Wasmtime03 => "wasmtime serve 0.3 default",
             Kind::Cached => "wedge, cached route",
-            Kind::CachedQuiet => "  same, RUST_LOG=warn",
+            Kind::CachedQuiet => "  cached, RUST_LOG=warn",
         }
     }
 
