@@ -914,8 +914,6 @@ fn read_sidecar(file: &Path, cap: Cap) -> Result<Option<String>, SettingsError> 
     }
 }
 
-/// Tells a core module or a non-wasm file from a component before wasmtime
-/// does, so the error can say what to do.
 /// Whether the component `bytes` exports `wasi:http/handler@0.3.x`, read
 /// from its outermost export section without compiling it.
 fn exports_wasi_0_3_handler(bytes: &[u8]) -> bool {
@@ -941,6 +939,8 @@ fn exports_wasi_0_3_handler(bytes: &[u8]) -> bool {
     false
 }
 
+/// Tells a core module or a non-wasm file from a component before wasmtime
+/// does, so the error can say what to do.
 fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     // Every wasm binary starts with `\0asm`, then a version: 1 for a core
     // module, 0x0d with layer 1 for a component.
@@ -956,4 +956,28 @@ fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         file: file.to_owned(),
         reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exports_wasi_0_3_handler;
+
+    #[test]
+    fn a_wasi_0_3_handler_is_found_among_the_outermost_exports_only() {
+        let exported = wat::parse_str(
+            r#"(component (instance $i) (export "wasi:http/handler@0.3.0" (instance $i)))"#,
+        )
+        .expect("valid component text");
+        assert!(exports_wasi_0_3_handler(&exported));
+        let nested = wat::parse_str(
+            r#"(component (component (instance $i) (export "wasi:http/handler@0.3.0" (instance $i))))"#,
+        )
+        .expect("valid component text");
+        assert!(!exports_wasi_0_3_handler(&nested));
+        let wasi_0_2 = wat::parse_str(
+            r#"(component (instance $i) (export "wasi:http/incoming-handler@0.2.6" (instance $i)))"#,
+        )
+        .expect("valid component text");
+        assert!(!exports_wasi_0_3_handler(&wasi_0_2));
+    }
 }
