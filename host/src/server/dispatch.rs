@@ -549,15 +549,7 @@ where
         max_concurrent: 1,
         ..ReuseLimits::default()
     });
-    let route_slot = match &ready.slots {
-        Some(slots) => Some(
-            slots
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| DispatchError::Busy)?,
-        ),
-        None => None,
-    };
+    let route_slot = take_route_slot(ready)?;
     let pool = ready.pool.get_or_init(|| {
         let (instances, metrics) = (state.instances.clone(), state.routes.metrics().clone());
         let take_slot: SlotTaker = Arc::new(move || {
@@ -681,16 +673,18 @@ fn take_slots(
         .clone()
         .try_acquire_owned()
         .map_err(|_| DispatchError::Busy)?;
-    let route_slot = match &ready.slots {
-        Some(slots) => Some(
-            slots
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| DispatchError::Busy)?,
-        ),
-        None => None,
-    };
-    Ok((instance, route_slot))
+    Ok((instance, take_route_slot(ready)?))
+}
+
+/// One of the route's `max_concurrency` slots, if it sets one, taken
+/// without waiting.
+fn take_route_slot(ready: &Ready) -> Result<Option<OwnedSemaphorePermit>, DispatchError> {
+    ready
+        .slots
+        .as_ref()
+        .map(|slots| slots.clone().try_acquire_owned())
+        .transpose()
+        .map_err(|_| DispatchError::Busy)
 }
 
 /// A `HEAD` answer: the headers, no body (HTTP/2 refuses data on a `HEAD`

@@ -760,3 +760,49 @@ impl Redis {
         self.run().await;
     }
 }
+
+/// The `wasi:http` world a guest is built for: the tests that hold for both
+/// run one body on each ([`both_worlds!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// WASI 0.2: `wasi:http/incoming-handler@0.2`.
+    P2,
+    /// WASI 0.3: `wasi:http/handler@0.3.0`.
+    P3,
+}
+
+impl World {
+    /// As `/routes` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::P2 => "wasi-0.2",
+            World::P3 => "wasi-0.3",
+        }
+    }
+
+    /// The other world.
+    pub fn other(self) -> World {
+        match self {
+            World::P2 => World::P3,
+            World::P3 => World::P2,
+        }
+    }
+}
+
+/// One `#[tokio::test]` per [`World`] for each `async fn(World)` named.
+macro_rules! both_worlds {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn wasi_0_2() {
+                super::$test(crate::harness::World::P2).await
+            }
+
+            #[tokio::test]
+            async fn wasi_0_3() {
+                super::$test(crate::harness::World::P3).await
+            }
+        }
+    )*};
+}
+pub(crate) use both_worlds;

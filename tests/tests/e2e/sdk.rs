@@ -10,47 +10,16 @@ use futures::StreamExt as _;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
-use crate::harness::{Routes, Server, Upstream, json, text};
-
-/// Which build of the probe: the SDK on WASI 0.2, or with `wasi-0-3`.
-#[derive(Debug, Clone, Copy)]
-enum World {
-    P2,
-    P3,
-}
+use crate::harness::{Routes, Server, Upstream, World, both_worlds, json, text};
 
 impl World {
-    fn probe(self) -> &'static str {
+    /// Which build of the probe: the SDK on WASI 0.2, or with `wasi-0-3`.
+    fn sdk_probe(self) -> &'static str {
         match self {
             World::P2 => "sdk_probe",
             World::P3 => "sdk_probe_wasi03",
         }
     }
-
-    /// As `/routes` names it.
-    fn name(self) -> &'static str {
-        match self {
-            World::P2 => "wasi-0.2",
-            World::P3 => "wasi-0.3",
-        }
-    }
-}
-
-/// One `#[tokio::test]` per world for each `async fn(World)` named.
-macro_rules! both_worlds {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test]
-            async fn wasi_0_2() {
-                super::$test(super::World::P2).await
-            }
-
-            #[tokio::test]
-            async fn wasi_0_3() {
-                super::$test(super::World::P3).await
-            }
-        }
-    )*};
 }
 
 both_worlds!(
@@ -68,7 +37,7 @@ both_worlds!(
 async fn probe(world: World, allowed: &str) -> (Server, Routes) {
     let sidecar = format!("allowed_outbound_hosts = [\"{allowed}\"]\n");
     let routes = Routes::new()
-        .with("probe/[...case].wasm", world.probe())
+        .with("probe/[...case].wasm", world.sdk_probe())
         .with_bytes("probe/[...case].toml", sidecar.as_bytes());
     let admin = ["--admin", "127.0.0.1:0"].map(std::ffi::OsStr::new);
     let server = Server::start_with(routes.path(), &admin).await;

@@ -12,13 +12,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
-use crate::harness::{Http, Routes, Server, Upstream, json, text, wait_until};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum World {
-    P2,
-    P3,
-}
+use crate::harness::{Http, Routes, Server, Upstream, World, both_worlds, json, text, wait_until};
 
 impl World {
     fn probe(self) -> &'static str {
@@ -28,44 +22,12 @@ impl World {
         }
     }
 
-    fn other(self) -> World {
-        match self {
-            World::P2 => World::P3,
-            World::P3 => World::P2,
-        }
-    }
-
     fn hello(self) -> &'static str {
         match self {
             World::P2 => "hello from wasi 0.2",
             World::P3 => "hello from wasi 0.3",
         }
     }
-
-    /// As `/routes` names it.
-    fn name(self) -> &'static str {
-        match self {
-            World::P2 => "wasi-0.2",
-            World::P3 => "wasi-0.3",
-        }
-    }
-}
-
-/// One `#[tokio::test]` per world for each `async fn(World)` named.
-macro_rules! both_worlds {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test]
-            async fn wasi_0_2() {
-                super::$test(super::World::P2).await
-            }
-
-            #[tokio::test]
-            async fn wasi_0_3() {
-                super::$test(super::World::P3).await
-            }
-        }
-    )*};
 }
 
 both_worlds!(
