@@ -483,6 +483,29 @@ impl Compare {
                 ratio(|f| &f.p99_ms_c128),
             );
         }
+        // Each round measures a row and its `wasmtime serve` peer minutes
+        // apart, so a round's own ratio is spared the drift between rounds.
+        let mut by_round = Vec::new();
+        for (kind, f) in kinds.iter().zip(figures) {
+            let Some(peer) = kind.peer().and_then(index) else {
+                continue;
+            };
+            let ratios: Vec<String> = f
+                .rps
+                .iter()
+                .zip(&figures[peer].rps)
+                .map(|(rps, peer)| format!("{:.2}", rps / peer))
+                .collect();
+            by_round.push(format!(
+                "    {:26} {}",
+                kind.name().trim(),
+                ratios.join(", ")
+            ));
+        }
+        if !by_round.is_empty() {
+            println!("\n  x wasmtime in each round (the row's req/s over its peer's, same round):");
+            println!("{}", by_round.join("\n"));
+        }
         for (kind, f) in kinds.iter().zip(figures) {
             if kind.cached() {
                 cached_summary(*kind, f, &figures[0]);
