@@ -59,7 +59,7 @@ pub struct EngineOptions {
     pub max_instance_memory: u64,
     /// wasmtime's support for concurrent execution: WASI 0.3 components
     /// and instance reuse need it; without it (`--no-wasi-0-3`) a WASI 0.2
-    /// call takes wasmtime's plain path, which costs less.
+    /// call takes wasmtime's plain path, without that bookkeeping.
     pub concurrency: bool,
 }
 
@@ -81,7 +81,6 @@ pub fn new_engine(options: EngineOptions) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    // WASI 0.3: async exports, native streams and futures.
     // WASI 0.3: async exports, native streams and futures, and the
     // concurrent calls instance reuse is built on.
     config.concurrency_support(options.concurrency);
