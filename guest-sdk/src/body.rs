@@ -105,6 +105,10 @@ async fn send(
 
 /// `body`'s data as a stream of chunks, in the sizes they arrive.
 ///
+/// Between chunks the handler may wait on anything else (a write to its
+/// response, a fetch, a timer): it waits off the CPU however long that
+/// takes, even with more of the body already arrived.
+///
 /// ```
 /// use wedge_sdk::body::{self, StreamExt as _};
 /// use wedge_sdk::{Error, Request};

@@ -148,6 +148,8 @@ mod cors;
 mod error;
 mod fetch;
 pub mod form;
+#[cfg(not(feature = "wasi-0-3"))]
+mod incoming;
 #[cfg(feature = "json")]
 mod json;
 pub mod kv;

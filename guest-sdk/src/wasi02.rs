@@ -22,7 +22,7 @@ pub(crate) fn spawn(future: impl Future<Output = ()> + 'static) {
 pub fn run(request: IncomingRequest, response_out: ResponseOutparam, handler: impl Handler) {
     let responder = Responder::new(response_out);
     wstd::runtime::block_on(async move {
-        let request = match wstd::http::request::try_from_incoming(request) {
+        let request = match crate::incoming::request(request) {
             Ok(request) => request,
             Err(error) => {
                 eprintln!("error: cannot read the incoming request: {error:#}");

@@ -25,6 +25,7 @@
 
 mod body;
 pub mod limits;
+mod poll;
 mod pool;
 mod run;
 
@@ -340,6 +341,7 @@ pub fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    poll::add_to_linker(&mut linker)?;
     if engine.get_concurrency_support() {
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;

@@ -360,6 +360,23 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM in /proc/PID/status")
     }
+
+    /// The CPU time the server has used, user and system, from
+    /// `/proc/PID/stat` (in clock ticks of 10 ms, Linux's fixed `USER_HZ`).
+    pub fn cpu_time(&self) -> Duration {
+        let pid = self.child.id().expect("server is running");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+        // Fields after the command name, which is in parentheses: utime and
+        // stime are the 12th and 13th of them.
+        let after_name = &stat[stat.rfind(')').expect("(comm) in stat") + 2..];
+        let ticks: u64 = after_name
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|ticks| ticks.parse::<u64>().expect("utime and stime are numbers"))
+            .sum();
+        Duration::from_millis(ticks * 10)
+    }
 }
 
 /// A request body the client can stream.

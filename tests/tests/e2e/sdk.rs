@@ -6,9 +6,12 @@
 //! `sdk_probe_wasi03`, the same source built with the SDK's `wasi-0-3`
 //! feature, a WASI 0.3 component.
 
+use std::time::Duration;
+
 use futures::StreamExt as _;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::{Routes, Server, Upstream, World, both_worlds, json, text};
 
@@ -29,6 +32,7 @@ both_worlds!(
     a_denied_fetch_says_which_entry_to_add,
     a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream,
     a_refused_fetch_with_a_body_reports_the_refusal,
+    a_handler_waiting_for_a_client_that_does_not_read_uses_no_cpu,
 );
 
 /// `probe/[...case]`, served by `world`'s probe, with a sidecar allowing
@@ -207,4 +211,56 @@ async fn a_refused_fetch_with_a_body_reports_the_refusal(world: World) {
             "{body}"
         );
     }
+}
+
+/// A handler that streams the request body back waits, off the CPU, while
+/// the client does not read its answer: the response stream is full and
+/// request data waits, which must not make the guest poll in a loop. A
+/// guest spinning in that wait would use the whole second below.
+async fn a_handler_waiting_for_a_client_that_does_not_read_uses_no_cpu(world: World) {
+    // More than the socket buffers on both sides hold.
+    const SIZE: usize = 32 << 20;
+    let routes = Routes::new()
+        .with("probe/[...case].wasm", world.sdk_probe())
+        .with_bytes("probe/[...case].toml", b"max_body = \"64MiB\"\n");
+    let server = Server::start(routes.path()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head =
+        format!("POST /probe/echo HTTP/1.1\r\nhost: wedge\r\ncontent-length: {SIZE}\r\n\r\n");
+    let (mut reader, mut writer) = stream.split();
+    let send = async {
+        writer.write_all(head.as_bytes()).await.expect("send head");
+        // Sent whole only once the answer is being read below.
+        writer
+            .write_all(&vec![b'~'; SIZE])
+            .await
+            .expect("send body");
+    };
+    let wait = async {
+        // Let the socket buffers fill both ways, then measure a second in
+        // which nobody reads the answer.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = server.cpu_time();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = server.cpu_time() - before;
+        assert!(
+            used < Duration::from_millis(300),
+            "the server used {used:?} of CPU in a second of waiting"
+        );
+        let mut answer = Vec::new();
+        let mut buffer = vec![0; 1 << 16];
+        while !answer.ends_with(b"0\r\n\r\n") {
+            let read = reader.read(&mut buffer).await.expect("read the answer");
+            assert!(read > 0, "the answer ended early");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        answer
+    };
+    let ((), answer) = tokio::join!(send, wait);
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    // Chunked: the body is every `~` sent, between chunk-size lines.
+    let echoed = answer.iter().filter(|&&byte| byte == b'~').count();
+    assert_eq!(echoed, SIZE);
 }
