@@ -1,10 +1,11 @@
 //! The bodies that cross the sandbox: the client's request body, counted
 //! against `max_body`, and the guest's response body, cut when the guest fails.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,8 +29,9 @@ pub const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// Reads and discards what is left of a refused request body, on a task of
 /// its own, up to [`LINGER_BYTES`] and [`LINGER_TIME`]; then drops it,
-/// which closes the connection unless the body ended.
-pub fn linger<B>(body: B)
+/// which closes the connection unless the body ended. The task's handle
+/// tells when it is done.
+pub fn linger<B>(body: B) -> tokio::task::JoinHandle<()>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
 {
@@ -46,7 +48,95 @@ where
                 Ok(None | Some(Err(_))) | Err(_) => break,
             }
         }
-    });
+    })
+}
+
+/// Whether a request body passed its limit, and the [`linger`] reading
+/// what the client still sends of it.
+#[derive(Default)]
+pub(super) struct Overflow {
+    exceeded: AtomicBool,
+    linger: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Overflow {
+    /// The request body passed its limit.
+    pub(super) fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Acquire)
+    }
+
+    /// Refuses the rest of `body`: [`linger`]s over it.
+    fn refuse<B>(&self, body: B)
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+    {
+        let linger = linger(body);
+        *self.linger.lock().unwrap_or_else(PoisonError::into_inner) = Some(linger);
+        self.exceeded.store(true, Ordering::Release);
+    }
+
+    /// Ready once no refused request body is being read.
+    fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut linger = self.linger.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = linger.as_mut() {
+            // A linger that failed (panicked) ends the wait all the same.
+            let _ = ready!(Pin::new(task).poll(cx));
+            *linger = None;
+        }
+        Poll::Ready(())
+    }
+}
+
+/// A guest's response body that, when it fails after the request body
+/// passed its limit, holds its failure until the rest of the request body
+/// is read and discarded. The failure closes the connection to cut the
+/// response, and a socket closed with request data unread sends RST: the
+/// client's stack may then discard the part of the response (its head
+/// included) that it has received but not yet read.
+pub(super) struct CutAfterDrain<B> {
+    body: B,
+    overflow: Arc<Overflow>,
+    failed: Option<wasmtime_wasi_http::Error>,
+}
+
+impl<B> CutAfterDrain<B> {
+    pub(super) fn new(body: B, overflow: Arc<Overflow>) -> CutAfterDrain<B> {
+        CutAfterDrain {
+            body,
+            overflow,
+            failed: None,
+        }
+    }
+}
+
+impl<B> Body for CutAfterDrain<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.failed.is_none() {
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Err(error)) if self.overflow.exceeded() => self.failed = Some(error),
+                other => return Poll::Ready(other),
+            }
+        }
+        ready!(self.overflow.poll_drained(cx));
+        Poll::Ready(self.failed.take().map(Err))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The client's request body, failing once more than `limit` bytes arrive,
@@ -57,24 +147,19 @@ pub(super) struct LimitedBody<B> {
     body: Option<B>,
     limit: u64,
     read: u64,
-    exceeded: Arc<AtomicBool>,
+    overflow: Arc<Overflow>,
     stats: Arc<RunStats>,
 }
 
 impl<B> LimitedBody<B> {
-    /// `exceeded` is set when the body passes `limit`; what is read is
+    /// `overflow` learns when the body passes `limit`; what is read is
     /// counted in `stats`.
-    pub(super) fn new(
-        body: B,
-        limit: u64,
-        exceeded: Arc<AtomicBool>,
-        stats: Arc<RunStats>,
-    ) -> Self {
+    pub(super) fn new(body: B, limit: u64, overflow: Arc<Overflow>, stats: Arc<RunStats>) -> Self {
         LimitedBody {
             body: Some(body),
             limit,
             read: 0,
-            exceeded,
+            overflow,
             stats,
         }
     }
@@ -105,9 +190,8 @@ where
             self.read += data.len() as u64;
             self.stats.add_body_read(data.len() as u64);
             if self.read > self.limit {
-                self.exceeded.store(true, Ordering::Release);
                 if let Some(body) = self.body.take() {
-                    linger(body);
+                    self.overflow.refuse(body);
                 }
                 let read = self.read;
                 return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(

@@ -22,7 +22,7 @@
 //!   `max_concurrency` counts requests.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ use wasmtime_wasi_http::handler::{
     ShouldAccept, TrapOrPanicError, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
-use super::body::LimitedBody;
+use super::body::{CutAfterDrain, LimitedBody, Overflow};
 use super::{GuestError, GuestResponse, GuestState, Route, RunStats};
 use crate::engine::EPOCH_TICK;
 use crate::kv::Stores;
@@ -100,10 +100,10 @@ impl Pool {
     {
         let state = self.handler.state();
         let settings = &state.settings;
-        let exceeded = Arc::new(AtomicBool::new(false));
+        let overflow = Arc::new(Overflow::default());
         let request = absolute(request, scheme);
         let request = request.map(|body| {
-            LimitedBody::new(body, settings.max_body, exceeded.clone(), stats.clone())
+            LimitedBody::new(body, settings.max_body, overflow.clone(), stats.clone())
                 .boxed_unsync()
         });
         let fate: Arc<OnceLock<Arc<Fate>>> = Arc::default();
@@ -113,17 +113,17 @@ impl Pool {
         };
         let started = Instant::now();
         let result = self.handler.handle(data, request).await;
-        if exceeded.load(Ordering::Acquire) {
+        if overflow.exceeded() {
             return Err(GuestError::BodyTooLarge(settings.max_body).into());
         }
         match result {
             Ok(response) => Ok(response.map(|body| {
-                PooledBody {
+                let body = PooledBody {
                     body,
                     fate,
                     _hold: Box::new(hold),
-                }
-                .boxed_unsync()
+                };
+                CutAfterDrain::new(body, overflow).boxed_unsync()
             })),
             Err(error) => Err(state.failure(error, fate.get(), started.elapsed())),
         }

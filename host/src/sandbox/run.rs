@@ -14,7 +14,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::body::{GuestBody, LimitedBody, StopOnDrop};
+use super::body::{CutAfterDrain, GuestBody, LimitedBody, Overflow, StopOnDrop};
 use super::{GuestError, GuestResponse, GuestState, Route, RunStats};
 use crate::engine::EPOCH_TICK;
 
@@ -119,15 +119,9 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let settings = route.settings;
-    let body_exceeded = Arc::new(AtomicBool::new(false));
-    let request = request.map(|body| {
-        LimitedBody::new(
-            body,
-            settings.max_body,
-            body_exceeded.clone(),
-            stats.clone(),
-        )
-    });
+    let overflow = Arc::new(Overflow::default());
+    let request = request
+        .map(|body| LimitedBody::new(body, settings.max_body, overflow.clone(), stats.clone()));
     let mut store = Store::new(pre.engine(), GuestState::new(route));
     store.limiter(|state| &mut state.limits);
     meter_cpu(&mut store, settings.cpu_time, settings.timeout);
@@ -191,14 +185,14 @@ where
     // the guest too: it answers no one, and holds an instance slot.
     let mut guest = StopOnDrop(Some(task.abort_handle()));
     let response = response_receiver.await;
-    if body_exceeded.load(Ordering::Acquire) {
+    if overflow.exceeded() {
         // The guest had not answered when the body passed the limit.
         return Err(GuestError::BodyTooLarge(settings.max_body));
     }
     match response {
         Ok(Ok(response)) => Ok(response.map(|body| {
             let guest = StopOnDrop(guest.0.take());
-            GuestBody::new(body, outcome, guest).boxed_unsync()
+            CutAfterDrain::new(GuestBody::new(body, outcome, guest), overflow).boxed_unsync()
         })),
         Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
         Err(_) => match outcome.await {

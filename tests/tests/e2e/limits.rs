@@ -348,6 +348,53 @@ async fn limits_that_hit_after_the_headers_cut_the_response() {
     server.log.wait_for("stopped at its timeout").await;
 }
 
+/// A response cut because the upload passed `max_body` reaches a client
+/// that goes on sending: the connection closes once the rest of the upload
+/// is read and discarded, not while it arrives. Closing with upload data
+/// unread resets the connection: the client's writes fail, and its HTTP
+/// stack may give up on the answer it has not read yet.
+#[tokio::test]
+async fn a_response_cut_at_the_body_limit_reaches_a_client_still_sending() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let routes = Routes::new()
+        .with("echo.wasm", "echo_stream")
+        .sidecar("echo.toml", r#"max_body = "64KiB""#);
+    let server = Server::start(routes.path()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    // Chunked, so the limit is found as the body streams, after the guest
+    // has answered; 2 MiB, more than the socket buffers hold.
+    let mut upload =
+        b"POST /echo HTTP/1.1\r\nhost: wedge\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..128 {
+        upload.extend_from_slice(format!("{:x}\r\n", 16 << 10).as_bytes());
+        upload.extend_from_slice(&[b'~'; 16 << 10]);
+        upload.extend_from_slice(b"\r\n");
+    }
+    upload.extend_from_slice(b"0\r\n\r\n");
+    stream
+        .write_all(&upload)
+        .await
+        .expect("the whole upload is taken");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .expect("the answer, then the connection closed without a reset");
+    let start = String::from_utf8_lossy(&answer[..answer.len().min(100)]).into_owned();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{start}");
+    // Cut: chunked, without the last chunk; no more echoed than the limit.
+    assert!(!answer.ends_with(b"0\r\n\r\n"), "{start}");
+    let echoed = answer.iter().filter(|&&byte| byte == b'~').count();
+    assert!(echoed <= 64 << 10, "{echoed} bytes echoed");
+    server
+        .log
+        .wait_for("guest failed after sending its response headers")
+        .await;
+}
+
 #[tokio::test]
 async fn without_address_space_for_the_pool_wedge_falls_back_and_serves() {
     let routes = Routes::new().with("ok.wasm", "hello_v1");
