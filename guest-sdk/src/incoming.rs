@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use http_body_util::BodyExt as _;
 use wasip2::http::types::{
     Fields, FutureTrailers, IncomingBody as WasiBody, IncomingRequest, Method as WasiMethod,
     Scheme as WasiScheme,
@@ -65,7 +64,7 @@ pub(crate) fn request(incoming: IncomingRequest) -> Result<http::Request<Body>, 
     let mut request = http::Request::builder()
         .method(method)
         .uri(uri)
-        .body(Body::from_http_body(body.boxed_unsync()))?;
+        .body(Body::from_http_body(body))?;
     *request.headers_mut() = headers;
     Ok(request)
 }
