@@ -80,7 +80,7 @@ impl FetchError {
 
     /// Whether a write to the request body failed because the host had
     /// closed it: the request was refused or failed before the body was
-    /// sent, and wstd's client lost the reason.
+    /// sent, and the failed write was reported before the reason came.
     fn body_closed(&self) -> bool {
         self.cause.chain().any(|cause| {
             cause

@@ -1,5 +1,5 @@
-//! The request a WASI 0.2 handler receives, with a body read frame by frame
-//! that waits without spinning.
+//! The request a WASI 0.2 handler receives and the responses its fetches
+//! get, with bodies read frame by frame that wait without spinning.
 //!
 //! wstd 0.6.8 reads a request body through its reactor, and its reader stays
 //! registered with the reactor after a read that found data without waiting.
@@ -17,10 +17,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use wasip2::http::types::{
-    Fields, FutureTrailers, IncomingBody as WasiBody, IncomingRequest, Method as WasiMethod,
-    Scheme as WasiScheme,
+    Fields, FutureTrailers, IncomingBody as WasiBody, IncomingRequest, IncomingResponse,
+    Method as WasiMethod, Scheme as WasiScheme,
 };
 use wasip2::io::poll::Pollable;
 use wasip2::io::streams::{InputStream, StreamError};
@@ -47,16 +47,7 @@ pub(crate) fn request(incoming: IncomingRequest) -> Result<http::Request<Body>, 
         uri = uri.path_and_query(PathAndQuery::try_from(path).context("the request's path")?);
     }
     let uri = uri.build().context("the request's URI")?;
-    let length = match headers.get(CONTENT_LENGTH) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|value| value.parse::<u64>().ok())
-                .context("the request's content-length")?,
-        ),
-        None => None,
-    };
+    let length = content_length(&headers).context("the request's content-length")?;
     let body = incoming
         .consume()
         .map_err(|()| Error::msg("the request's body was already taken"))?;
@@ -67,6 +58,32 @@ pub(crate) fn request(incoming: IncomingRequest) -> Result<http::Request<Body>, 
         .body(Body::from_http_body(body))?;
     *request.headers_mut() = headers;
     Ok(request)
+}
+
+/// `incoming` as an `http` response whose body is an [`IncomingBody`].
+pub(crate) fn response(incoming: IncomingResponse) -> Result<http::Response<Body>, Error> {
+    let headers = header_map(incoming.headers()).context("the response's headers")?;
+    let status = StatusCode::from_u16(incoming.status()).context("the response's status")?;
+    let length = content_length(&headers).context("the response's content-length")?;
+    let body = incoming
+        .consume()
+        .map_err(|()| Error::msg("the response's body was already taken"))?;
+    let mut response = http::Response::builder()
+        .status(status)
+        .body(Body::from_http_body(IncomingBody::new(body, length)?))?;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// The length `content-length` in `headers` gives, if it is there.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let Some(value) = headers.get(CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let length = value.to_str().ok().and_then(|value| value.parse().ok());
+    length
+        .map(Some)
+        .ok_or_else(|| Error::msg(format!("not a length: {value:?}")))
 }
 
 /// `fields` as a header map.

@@ -213,54 +213,63 @@ async fn a_refused_fetch_with_a_body_reports_the_refusal(world: World) {
     }
 }
 
-/// A handler that streams the request body back waits, off the CPU, while
-/// the client does not read its answer: the response stream is full and
-/// request data waits, which must not make the guest poll in a loop. A
-/// guest spinning in that wait would use the whole second below.
+/// A handler that streams a body back (the request's, or a fetched
+/// response's) waits, off the CPU, while the client does not read its
+/// answer: its response stream is full and body data waits, which must not
+/// make the guest poll in a loop. A guest spinning in that wait would use
+/// the whole second below.
 async fn a_handler_waiting_for_a_client_that_does_not_read_uses_no_cpu(world: World) {
     // More than the socket buffers on both sides hold.
     const SIZE: usize = 32 << 20;
+    let upstream = Upstream::start(|_, _| (200, "~".repeat(SIZE))).await;
+    let sidecar = format!(
+        "max_body = \"64MiB\"\nallowed_outbound_hosts = [\"{}\"]\n",
+        upstream.origin()
+    );
     let routes = Routes::new()
         .with("probe/[...case].wasm", world.sdk_probe())
-        .with_bytes("probe/[...case].toml", b"max_body = \"64MiB\"\n");
+        .with_bytes("probe/[...case].toml", sidecar.as_bytes());
     let server = Server::start(routes.path()).await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    let head =
-        format!("POST /probe/echo HTTP/1.1\r\nhost: wedge\r\ncontent-length: {SIZE}\r\n\r\n");
-    let (mut reader, mut writer) = stream.split();
-    let send = async {
-        writer.write_all(head.as_bytes()).await.expect("send head");
-        // Sent whole only once the answer is being read below.
-        writer
-            .write_all(&vec![b'~'; SIZE])
+    let echo = format!(
+        "POST /probe/echo HTTP/1.1\r\nhost: wedge\r\ncontent-length: {SIZE}\r\n\r\n{}",
+        "~".repeat(SIZE)
+    );
+    let relay = format!(
+        "GET /probe/relay?url={}/ HTTP/1.1\r\nhost: wedge\r\n\r\n",
+        upstream.origin()
+    );
+    for request in [echo, relay] {
+        let line = request.lines().next().unwrap_or_default().to_owned();
+        let mut stream = tokio::net::TcpStream::connect(server.addr)
             .await
-            .expect("send body");
-    };
-    let wait = async {
-        // Let the socket buffers fill both ways, then measure a second in
-        // which nobody reads the answer.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = server.cpu_time();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let used = server.cpu_time() - before;
-        assert!(
-            used < Duration::from_millis(300),
-            "the server used {used:?} of CPU in a second of waiting"
-        );
-        let mut answer = Vec::new();
-        let mut buffer = vec![0; 1 << 16];
-        while !answer.ends_with(b"0\r\n\r\n") {
-            let read = reader.read(&mut buffer).await.expect("read the answer");
-            assert!(read > 0, "the answer ended early");
-            answer.extend_from_slice(&buffer[..read]);
-        }
-        answer
-    };
-    let ((), answer) = tokio::join!(send, wait);
-    assert!(answer.starts_with(b"HTTP/1.1 200"));
-    // Chunked: the body is every `~` sent, between chunk-size lines.
-    let echoed = answer.iter().filter(|&&byte| byte == b'~').count();
-    assert_eq!(echoed, SIZE);
+            .expect("connect");
+        let (mut reader, mut writer) = stream.split();
+        // Sent whole only once the answer is being read below.
+        let send = async { writer.write_all(request.as_bytes()).await.expect("send") };
+        let wait = async {
+            // Let the socket buffers fill, then measure a second in which
+            // nobody reads the answer.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = server.cpu_time();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let used = server.cpu_time() - before;
+            assert!(
+                used < Duration::from_millis(300),
+                "{line}: the server used {used:?} of CPU in a second of waiting"
+            );
+            let mut answer = Vec::new();
+            let mut buffer = vec![0; 1 << 16];
+            while !answer.ends_with(b"0\r\n\r\n") {
+                let read = reader.read(&mut buffer).await.expect("read the answer");
+                assert!(read > 0, "{line}: the answer ended early");
+                answer.extend_from_slice(&buffer[..read]);
+            }
+            answer
+        };
+        let ((), answer) = tokio::join!(send, wait);
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{line}");
+        // Chunked: the body is every `~`, between chunk-size lines.
+        let streamed = answer.iter().filter(|&&byte| byte == b'~').count();
+        assert_eq!(streamed, SIZE, "{line}");
+    }
 }
