@@ -28,6 +28,7 @@ use crate::loader::{
     Loader, SettingsSource, SizeCaps, read_text_capped,
 };
 use crate::log_buffer::LogBuffer;
+use crate::log_format::TextFormat;
 use crate::metrics::Metrics;
 use crate::reload::{Reloader, RouteWatch};
 use crate::response_cache::DEFAULT_CACHE_MEMORY;
@@ -364,6 +365,7 @@ pub fn main() -> ExitCode {
     match cli.log_format {
         LogFormat::Pretty => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .event_format(TextFormat::default())
             .init(),
         LogFormat::Json => logs
             .json()

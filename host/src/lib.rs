@@ -29,6 +29,7 @@ mod kv;
 mod live;
 mod loader;
 mod log_buffer;
+mod log_format;
 mod metrics;
 mod outbound;
 mod reload;

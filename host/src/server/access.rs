@@ -81,7 +81,7 @@ impl Metered {
         let instantiation = exchange.stats.instantiation();
         let bytes_in = exchange.stats.body_read();
         tracing::info!(
-            target: "wedge::access",
+            target: crate::log_format::ACCESS_TARGET,
             id = %exchange.id,
             client = %exchange.client,
             method = %exchange.method,
