@@ -51,7 +51,7 @@ pub(crate) fn request(incoming: IncomingRequest) -> Result<http::Request<Body>, 
     let body = incoming
         .consume()
         .map_err(|()| Error::msg("the request's body was already taken"))?;
-    let body = IncomingBody::new(body, length)?;
+    let body = IncomingBody::new(body, length, "request")?;
     let mut request = http::Request::builder()
         .method(method)
         .uri(uri)
@@ -70,7 +70,9 @@ pub(crate) fn response(incoming: IncomingResponse) -> Result<http::Response<Body
         .map_err(|()| Error::msg("the response's body was already taken"))?;
     let mut response = http::Response::builder()
         .status(status)
-        .body(Body::from_http_body(IncomingBody::new(body, length)?))?;
+        .body(Body::from_http_body(IncomingBody::new(
+            body, length, "response",
+        )?))?;
     *response.headers_mut() = headers;
     Ok(response)
 }
@@ -132,6 +134,8 @@ pub(crate) struct IncomingBody {
     state: State,
     /// Bytes left by `content-length`, if it gave one.
     remaining: Option<u64>,
+    /// Whose body it is (`request` or `response`), for its errors.
+    of: &'static str,
 }
 
 enum State {
@@ -151,8 +155,13 @@ enum State {
 }
 
 impl IncomingBody {
-    /// Reads `body`, which `content-length` says is `length` bytes long.
-    pub(crate) fn new(body: WasiBody, length: Option<u64>) -> Result<IncomingBody, Error> {
+    /// Reads `body`, which `content-length` says is `length` bytes long,
+    /// the body of the `of` (`request` or `response`).
+    pub(crate) fn new(
+        body: WasiBody,
+        length: Option<u64>,
+        of: &'static str,
+    ) -> Result<IncomingBody, Error> {
         let stream = body
             .stream()
             .map_err(|()| Error::msg("the body's stream was already taken"))?;
@@ -163,6 +172,7 @@ impl IncomingBody {
                 body,
             },
             remaining: length,
+            of,
         })
     }
 }
@@ -208,9 +218,8 @@ impl HttpBody for IncomingBody {
                     }
                     Err(StreamError::LastOperationFailed(error)) => {
                         self.state = State::Done;
-                        return Poll::Ready(Some(Err(
-                            Error::msg(error.to_debug_string()).context("reading the request body")
-                        )));
+                        return Poll::Ready(Some(Err(Error::msg(error.to_debug_string())
+                            .context(format!("reading the {} body", self.of)))));
                     }
                 },
                 State::Trailers { ready, trailers } => {
@@ -224,14 +233,16 @@ impl HttpBody for IncomingBody {
                     return Poll::Ready(match got {
                         Ok(Ok(Some(fields))) => Some(
                             header_map(fields)
-                                .context("the request's trailers")
+                                .with_context(|| format!("the {}'s trailers", self.of))
                                 .map(Frame::trailers),
                         ),
                         Ok(Ok(None)) => None,
-                        Ok(Err(code)) => Some(Err(
-                            Error::from(code).context("reading the request's trailers")
-                        )),
-                        Err(()) => Some(Err(Error::msg("the request's trailers were taken"))),
+                        Ok(Err(code)) => Some(Err(Error::from(code)
+                            .context(format!("reading the {}'s trailers", self.of)))),
+                        Err(()) => Some(Err(Error::msg(format!(
+                            "the {}'s trailers were taken",
+                            self.of
+                        )))),
                     });
                 }
                 State::Done => return Poll::Ready(None),

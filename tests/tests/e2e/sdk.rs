@@ -1,5 +1,5 @@
 //! wedge-sdk inside the real host, through the `sdk_probe` fixture: handler
-//! errors, query parsing, outbound `fetch` (hundreds in a row, and denied),
+//! errors, query parsing, outbound `fetch` (hundreds in a row, denied, cut short),
 //! streaming request and response bodies.
 //!
 //! Each test runs on both worlds (`both_worlds!`): on `sdk_probe`, and on
@@ -32,6 +32,7 @@ both_worlds!(
     a_denied_fetch_says_which_entry_to_add,
     a_request_body_is_read_chunk_by_chunk_and_answered_as_a_stream,
     a_refused_fetch_with_a_body_reports_the_refusal,
+    a_fetched_body_cut_short_is_an_error_that_names_the_response,
     a_handler_waiting_for_a_client_that_does_not_read_uses_no_cpu,
 );
 
@@ -209,6 +210,54 @@ async fn a_refused_fetch_with_a_body_reports_the_refusal(world: World) {
             seen,
             serde_json::json!({"ok": 0, "statuses": [], "errors": [expected]}),
             "{body}"
+        );
+    }
+}
+
+/// An upstream that promises more body than it sends: reading the fetched
+/// body fails, and the error says it was the response's body.
+async fn a_fetched_body_cut_short_is_an_error_that_names_the_response(world: World) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let origin = format!("http://{}", listener.local_addr().expect("a bound port"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort";
+                let _ = stream.write_all(answer).await;
+                // Dropped: the connection closes 95 bytes short.
+            });
+        }
+    });
+    let (server, _routes) = probe(world, &origin).await;
+    let seen = json(
+        &server
+            .http1()
+            .get(&format!("/probe/fetch?times=1&url={origin}/"))
+            .await,
+    );
+    assert_eq!(seen["ok"], 0, "{seen}");
+    let errors = seen["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{seen}");
+    let error = errors[0].as_str().expect("an error");
+    assert!(error.starts_with("reading the body: "), "{seen}");
+    if world == World::P2 {
+        // The SDK's own reader, on WASI 0.2.
+        assert!(
+            error.starts_with("reading the body: reading the response body: "),
+            "{seen}"
         );
     }
 }
