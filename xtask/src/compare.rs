@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod profile;
+
 /// Connections for the throughput figure, and for the tail latency one.
 const CONNECTIONS: [u32; 2] = [32, 128];
 /// Seconds `wrk` runs per measurement; one more to warm up first.

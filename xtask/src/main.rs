@@ -107,6 +107,11 @@ enum BenchKind {
     /// A route doing one key-value get and one set per request, on the
     /// embedded store and on a local redis-server, beside the hello route.
     Kv,
+    /// Where a request's CPU goes: one `perf record` of the server per
+    /// route (WASI 0.2 fresh and reused, WASI 0.3, a response-cache hit)
+    /// under `wrk`, its self time grouped into a table. Installs perf
+    /// (`linux-perf`) with apt-get if missing.
+    Profile,
     /// The response cache: 1,000 concurrent requests to a stale
     /// `stale-while-revalidate` answer run the guest once (also run after
     /// the comparison).
@@ -403,23 +408,23 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
         guests: guest_dir.join(WASM_TARGET).join("release"),
         work: target.join("bench"),
     };
+    let compare = |wasmtime| compare::Compare {
+        wedge: bench.wedge.clone(),
+        native: target.join("release/native-hello"),
+        wasmtime,
+        baseline: std::env::var_os("WEDGE_BASELINE").map(PathBuf::from),
+        hello: bench.guests.join("hello_v1.wasm"),
+        hello03: bench.guests.join("wasi03_probe.wasm"),
+        echo: bench.guests.join("echo_stream.wasm"),
+        cache_probe: bench.guests.join("cache_probe.wasm"),
+        work: bench.work.clone(),
+        rounds: rounds.max(1),
+    };
     let Some(which) = which else {
         let mut native = cargo();
         native.args(["build", "--release", "--package", "native-hello"]);
         run(native)?;
-        let compare = compare::Compare {
-            wedge: bench.wedge.clone(),
-            native: target.join("release/native-hello"),
-            wasmtime: wasmtime(&target, with_wasmtime)?,
-            baseline: std::env::var_os("WEDGE_BASELINE").map(PathBuf::from),
-            hello: bench.guests.join("hello_v1.wasm"),
-            hello03: bench.guests.join("wasi03_probe.wasm"),
-            echo: bench.guests.join("echo_stream.wasm"),
-            cache_probe: bench.guests.join("cache_probe.wasm"),
-            work: bench.work.clone(),
-            rounds: rounds.max(1),
-        };
-        compare.run()?;
+        compare(wasmtime(&target, with_wasmtime)?).run()?;
         let burst = cache_bench(&bench).burst();
         // The table includes a neighbour's latency: run it too.
         bench.noisy()?;
@@ -430,6 +435,7 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
         BenchKind::Noisy => bench.noisy(),
         BenchKind::Hostile => bench.hostile(),
         BenchKind::Cache => cache_bench(&bench).burst(),
+        BenchKind::Profile => compare(None).profile(),
         BenchKind::Kv => kv::KvBench {
             wedge: bench.wedge.clone(),
             guests: bench.guests.clone(),
