@@ -108,8 +108,9 @@ enum BenchKind {
     /// embedded store and on a local redis-server, beside the hello route.
     Kv,
     /// Where a request's CPU goes: one `perf record` of the server per
-    /// route (WASI 0.2 fresh and reused, WASI 0.3, a response-cache hit)
-    /// under `wrk`, its self time grouped into a table. Installs perf
+    /// route (WASI 0.2 fresh and reused, WASI 0.3, a response-cache hit,
+    /// and `wasmtime serve` reusing instances if there is a wasmtime) under
+    /// `wrk`, its self time grouped into a table. Installs perf
     /// (`linux-perf`) with apt-get if missing.
     Profile,
     /// The response cache: 1,000 concurrent requests to a stale
@@ -435,7 +436,7 @@ fn bench(which: Option<BenchKind>, rounds: usize, with_wasmtime: bool) -> anyhow
         BenchKind::Noisy => bench.noisy(),
         BenchKind::Hostile => bench.hostile(),
         BenchKind::Cache => cache_bench(&bench).burst(),
-        BenchKind::Profile => compare(None).profile(),
+        BenchKind::Profile => compare(wasmtime(&target, with_wasmtime)?).profile(),
         BenchKind::Kv => kv::KvBench {
             wedge: bench.wedge.clone(),
             guests: bench.guests.clone(),

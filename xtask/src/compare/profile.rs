@@ -3,9 +3,11 @@
 //! 0.3 reused), and the route answered from the response cache, is served by
 //! one release `wedge serve` under `wrk -t1 -c32` (server on core 0, wrk on
 //! core 1, as in the comparison) while `perf record` samples the server.
-//! The samples' self time is grouped by module and symbol name into one
-//! table: the kernel, libc, instantiation, host calls, guest code, and so
-//! on. Each route's full `perf report` is kept beside the table.
+//! With `wasmtime serve` (`WASMTIME`), its reuse-128 row is profiled too,
+//! the peer of Wedge's reuse-128 route. The samples' self time is grouped
+//! by module and symbol name into one table: the kernel, libc,
+//! instantiation, host calls, guest code, and so on. Each server's full
+//! `perf report` is kept beside the table.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::{Compare, Kind, run_wrk, wrk_program};
+use super::{Compare, Kind, cpu_seconds, run_wrk, wrk_program};
 
 /// Samples a second: enough for a stable share in a few seconds.
 const FREQUENCY: u32 = 4000;
@@ -23,12 +25,14 @@ const RECORD_SECONDS: u64 = 4;
 const LEAD_SECONDS: u64 = 1;
 
 /// The routes profiled: the comparison's rows that differ in how the
-/// guest runs, and the one that runs none.
-const KINDS: [(Kind, &str); 4] = [
+/// guest runs, the one that runs none, and `wasmtime serve`'s peer of the
+/// reuse-128 row (when there is a `wasmtime`).
+const KINDS: [(Kind, &str); 5] = [
     (Kind::Wedge, "WASI 0.2, fresh"),
     (Kind::WedgeReuse, "WASI 0.2, reuse 128"),
     (Kind::Wedge03, "WASI 0.3, default reuse"),
     (Kind::Cached, "response cache hit"),
+    (Kind::WasmtimeReuse, "`wasmtime serve`, WASI 0.2, reuse 128"),
 ];
 
 /// Where self time is counted: the first group whose rule a symbol matches.
@@ -197,10 +201,12 @@ const HOST_CALLS: &[&str] = &[
     "bindings::",
 ];
 
-/// One route's profile: wrk's rate while perf sampled, and the share of
-/// self time of each group, in [`Group::ALL`]'s order.
+/// One route's profile: wrk's rate while perf sampled, the server's CPU
+/// time per request over that run, and the share of self time of each
+/// group, in [`Group::ALL`]'s order.
 struct Shares {
     rps: f64,
+    cpu_us: f64,
     percent: [f64; Group::ALL.len()],
 }
 
@@ -214,6 +220,13 @@ impl Compare {
         std::fs::create_dir_all(&dir)?;
         let mut columns = Vec::new();
         for (kind, title) in KINDS {
+            if kind.wasmtime() && self.wasmtime.is_none() {
+                eprintln!(
+                    "bench: no wasmtime: set WASMTIME=/path/to/wasmtime (48.0.x) or pass \
+                     --with-wasmtime to profile `wasmtime serve` beside Wedge"
+                );
+                continue;
+            }
             eprintln!("bench: profiling {title}");
             let component = if kind.wasi03() {
                 &self.hello03
@@ -228,32 +241,32 @@ impl Compare {
             run_wrk(&wrk, pinned, server.addr, path, 32, 1)?;
             let addr = server.addr;
             let seconds = u32::try_from(LEAD_SECONDS + RECORD_SECONDS + 1)?;
+            let pid = server.pid();
             let load = {
                 let wrk = wrk.clone();
-                std::thread::spawn(move || run_wrk(&wrk, pinned, addr, path, 32, seconds))
+                std::thread::spawn(move || {
+                    let before = cpu_seconds(pid)?;
+                    let result = run_wrk(&wrk, pinned, addr, path, 32, seconds)?;
+                    let cpu = cpu_seconds(pid)? - before;
+                    anyhow::Ok((result.rps, cpu * 1e6 / result.requests.max(1) as f64))
+                })
             };
             std::thread::sleep(Duration::from_secs(LEAD_SECONDS));
-            let slug: String = kind
+            let slug = kind
                 .name()
-                .trim()
-                .chars()
-                .map(|c| {
-                    if c.is_alphanumeric() || c == '.' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
+                .split(|c: char| !c.is_alphanumeric() && c != '.')
+                .filter(|word| !word.is_empty())
+                .collect::<Vec<_>>()
+                .join("-");
             let data = dir.join(format!("{slug}.data"));
-            let recorded = record(&perf, server.pid(), &data);
-            let rps = load.join().expect("the wrk thread does not panic")?.rps;
+            let recorded = record(&perf, pid, &data);
+            let (rps, cpu_us) = load.join().expect("the wrk thread does not panic")?;
             drop(server);
             recorded?;
             let report = report(&perf, &data)?;
             let text = dir.join(format!("{slug}.txt"));
             std::fs::write(&text, &report)?;
-            columns.push((title, text, Shares::of(&report, rps)?));
+            columns.push((title, text, Shares::of(&report, rps, cpu_us)?));
         }
         print_table(&columns);
         Ok(())
@@ -306,7 +319,7 @@ fn report(perf: &Path, data: &Path) -> anyhow::Result<String> {
 
 impl Shares {
     /// Groups a `perf report --sort dso,symbol` text's lines.
-    fn of(report: &str, rps: f64) -> anyhow::Result<Shares> {
+    fn of(report: &str, rps: f64, cpu_us: f64) -> anyhow::Result<Shares> {
         let mut percent = [0.0; Group::ALL.len()];
         let mut total = 0.0;
         for (share, dso, symbol) in report.lines().filter_map(report_line) {
@@ -325,7 +338,11 @@ impl Shares {
         for share in &mut percent {
             *share *= 100.0 / total;
         }
-        Ok(Shares { rps, percent })
+        Ok(Shares {
+            rps,
+            cpu_us,
+            percent,
+        })
     }
 }
 
@@ -351,13 +368,19 @@ fn report_line(line: &str) -> Option<(f64, &str, &str)> {
 
 fn print_table(columns: &[(&str, PathBuf, Shares)]) {
     println!(
-        "\nwhere the time goes: self time of one `wedge serve` (RUST_LOG=info) under \
-         wrk -t1 -c32, perf record -e cpu-clock -F {FREQUENCY} for {RECORD_SECONDS} s per route\n"
+        "\nwhere the time goes: self time of one server (wedge serve with RUST_LOG=info) \
+         under wrk -t1 -c32, perf record -e cpu-clock -F {FREQUENCY} for {RECORD_SECONDS} s \
+         per route; in each heading, wrk's req/s and the server's CPU per request over that \
+         run, perf's sampling included\n"
     );
     let mut head = "| share |".to_owned();
     let mut rule = "|---|".to_owned();
     for (title, _, shares) in columns {
-        head.push_str(&format!(" {title} ({} req/s) |", thousands(shares.rps)));
+        head.push_str(&format!(
+            " {title} ({} req/s, {:.0} µs) |",
+            thousands(shares.rps),
+            shares.cpu_us
+        ));
         rule.push_str("---|");
     }
     println!("{head}\n{rule}");
@@ -486,14 +509,14 @@ mod tests {
 
     #[test]
     fn shares_are_of_the_listed_samples_and_add_up_to_a_hundred() {
-        let shares = Shares::of(REPORT, 12_345.6).unwrap();
+        let shares = Shares::of(REPORT, 12_345.6, 40.0).unwrap();
         let share =
             |group: Group| shares.percent[Group::ALL.iter().position(|g| *g == group).unwrap()];
         // 24% listed in all: libc's 5% of it is 20.8%.
         assert!((share(Group::Libc) - 500.0 / 24.0).abs() < 1e-9);
         assert!((share(Group::Hyper) - 200.0 / 24.0).abs() < 1e-9);
         assert!((shares.percent.iter().sum::<f64>() - 100.0).abs() < 1e-9);
-        assert!(Shares::of("# no samples\n", 1.0).is_err());
+        assert!(Shares::of("# no samples\n", 1.0, 1.0).is_err());
         assert_eq!(thousands(12_345.6), "12,346");
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(1_000_000.0), "1,000,000");
