@@ -1,6 +1,9 @@
 //! What the host does to a client's request before a guest sees it.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, Uri};
 
 /// The matched pattern, e.g. `/api/users/[id]`.
@@ -12,16 +15,16 @@ pub const WEDGE_CLIENT_ADDR: HeaderName = HeaderName::from_static("wedge-client-
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and their relatives: they describe
 /// the client's connection to Wedge, not the request, so a guest never sees them.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Headers a client's `Connection` header may not remove: the request needs
