@@ -19,7 +19,7 @@ use crate::admin::{self, Admin, Phase};
 use crate::cache::{CompileCache, DEFAULT_CACHE_MAX_BYTES};
 use crate::dev::{Builds, DevWatch};
 use crate::engine::{
-    DEFAULT_MAX_INSTANCE_MEMORY, DEFAULT_MAX_INSTANCES, EngineOptions, EpochTicker, new_engine,
+    DEFAULT_MAX_INSTANCE_MEMORY, DEFAULT_MAX_INSTANCES, EngineOptions, Engines, EpochTicker,
 };
 use crate::kv::{DEFAULT_DATA_DIR, KvMetrics, Stores};
 use crate::live::LiveRoutes;
@@ -33,7 +33,6 @@ use crate::metrics::Metrics;
 use crate::reload::{Reloader, RouteWatch};
 use crate::response_cache::DEFAULT_CACHE_MEMORY;
 use crate::routing::RouteTable;
-use crate::sandbox::new_linker;
 use crate::server::tls::{Certificate, CertificateWatch, TlsFiles};
 use crate::server::{
     self, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_SIZE,
@@ -223,10 +222,9 @@ struct LoadArgs {
           default_value = size_text(DEFAULT_MAX_INSTANCE_MEMORY))]
     max_instance_memory: u64,
     /// Serve WASI 0.2 components only, each request in a fresh instance:
-    /// wasmtime's support for concurrent execution (WASI 0.3, instance
-    /// reuse) stays off, and a WASI 0.2 call skips its bookkeeping (on a
-    /// hello route, a gain within the noise). A WASI 0.3 route then fails
-    /// to load, and `reuse` is ignored with a warning.
+    /// no engine with wasmtime's support for concurrent execution (WASI
+    /// 0.3, instance reuse) is created. A WASI 0.3 route then fails to
+    /// load, and `reuse` is ignored with a warning.
     #[arg(long)]
     no_wasi_0_3: bool,
     /// Largest `.wasm` route file; a larger one is a load error.
@@ -404,26 +402,23 @@ fn check_routes_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn new_loader(
-    args: &LoadArgs,
-    settings: SettingsSource,
-) -> anyhow::Result<(wasmtime::Engine, Loader)> {
+fn new_loader(args: &LoadArgs, settings: SettingsSource) -> anyhow::Result<(Engines, Loader)> {
     let cache = args.open_cache()?;
     let options = EngineOptions {
         max_instances: args.max_instances,
         max_instance_memory: args.max_instance_memory,
         concurrency: !args.no_wasi_0_3,
     };
-    let engine = new_engine(options).context("cannot create the wasm engine")?;
-    let linker = new_linker(&engine)
-        .map_err(anyhow::Error::from)
-        .context("cannot link WASI into the engine")?;
+    let engines = Engines::new(options).context("cannot create the wasm engines")?;
     let caps = SizeCaps {
         wasm: args.max_wasm_size,
         sidecar: args.max_sidecar_size,
     };
-    let loader = Loader::new(engine.clone(), linker, cache, settings).with_size_caps(caps);
-    Ok((engine, loader))
+    let loader = Loader::new(&engines, cache, settings)
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI into the engines")?
+        .with_size_caps(caps);
+    Ok((engines, loader))
 }
 
 /// Whether `serve` also builds routes from source.
@@ -597,7 +592,7 @@ async fn run(
     let env_listed = settings.policy.env_allow.is_some();
     let kv_metrics = KvMetrics::default();
     let stores = Arc::new(open_stores(&config, &key_value, kv_metrics.clone())?);
-    let (engine, loader) = new_loader(&config.load, settings)?;
+    let (engines, loader) = new_loader(&config.load, settings)?;
     warn_if_env_unlisted(&config, env_listed);
     let metrics = Arc::new(Metrics::new(loader.cache_stats(), &kv_metrics));
     let live = Arc::new(LiveRoutes::new(metrics).with_response_cache(config.cache_memory));
@@ -620,7 +615,7 @@ async fn run(
     };
     let loader = Arc::new(loader);
     let errors = first_load(&loader, &config.routes_dir, &live).await?;
-    let _ticker = EpochTicker::start(&engine).context("cannot start the epoch thread")?;
+    let _ticker = EpochTicker::start(engines.all()).context("cannot start the epoch thread")?;
     let public_addr = listeners.public.local_addr()?;
     announce(&config, public_addr, admin_addr, &live);
     log.serving();
@@ -831,7 +826,7 @@ fn discover_builds(dir: &Path) -> Arc<Builds> {
 fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
     check_routes_dir(&args.routes_dir)?;
     let (settings, _) = args.load.settings()?;
-    let (_engine, loader) = new_loader(&args.load, settings)?;
+    let (_engines, loader) = new_loader(&args.load, settings)?;
     let loaded = loader.load_dir(&args.routes_dir, None);
     print_table(&args.routes_dir, &loaded.table);
     for error in &loaded.errors {

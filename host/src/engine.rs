@@ -1,4 +1,4 @@
-//! The one wasmtime [`Engine`] a server runs, and the epoch ticker it needs.
+//! The wasmtime [`Engine`]s a server runs, and the epoch ticker they need.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,9 +58,48 @@ pub struct EngineOptions {
     /// Most linear memory per instance, in bytes.
     pub max_instance_memory: u64,
     /// wasmtime's support for concurrent execution: WASI 0.3 components
-    /// and instance reuse need it; without it (`--no-wasi-0-3`) a WASI 0.2
-    /// call takes wasmtime's plain path, without that bookkeeping.
+    /// and instance reuse need it; without it a WASI 0.2 call takes
+    /// wasmtime's plain path, without that bookkeeping.
     pub concurrency: bool,
+}
+
+/// The engines a server compiles for: one without wasmtime's concurrency
+/// support, for WASI 0.2 routes with a fresh instance per request (the
+/// default, and the cheaper path: every host call of an engine with that
+/// support pays for its task bookkeeping), and one with it, for WASI 0.3
+/// routes and reused instances, unless `--no-wasi-0-3` leaves it out.
+///
+/// Each has its own instance pool, sized by the same [`EngineOptions`];
+/// the server's instance-slot permits bound the instances of both together
+/// to `--max-instances`.
+#[derive(Clone)]
+pub struct Engines {
+    /// Without concurrency support.
+    pub plain: Engine,
+    /// With it; `None` under `--no-wasi-0-3`.
+    pub concurrent: Option<Engine>,
+}
+
+impl Engines {
+    /// Builds both engines, or only the plain one if `options.concurrency`
+    /// is off.
+    pub fn new(options: EngineOptions) -> anyhow::Result<Engines> {
+        let plain = new_engine(EngineOptions {
+            concurrency: false,
+            ..options
+        })?;
+        let concurrent = if options.concurrency {
+            Some(new_engine(options)?)
+        } else {
+            None
+        };
+        Ok(Engines { plain, concurrent })
+    }
+
+    /// Every engine, to tick.
+    pub fn all(&self) -> impl Iterator<Item = &Engine> {
+        std::iter::once(&self.plain).chain(&self.concurrent)
+    }
 }
 
 impl Default for EngineOptions {
@@ -118,7 +157,7 @@ pub fn new_engine(options: EngineOptions) -> anyhow::Result<Engine> {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Advances the engines' epochs every [`EPOCH_TICK`] until dropped.
 #[derive(Debug)]
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -126,10 +165,12 @@ pub struct EpochTicker {
 }
 
 impl EpochTicker {
-    /// Starts the ticker thread for `engine`.
-    pub fn start(engine: &Engine) -> std::io::Result<EpochTicker> {
+    /// Starts the ticker thread for `engines`.
+    pub fn start<'a>(
+        engines: impl IntoIterator<Item = &'a Engine>,
+    ) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
-        let engine = engine.weak();
+        let engines: Vec<_> = engines.into_iter().map(Engine::weak).collect();
         let thread = std::thread::Builder::new()
             .name("wedge-epoch".into())
             .spawn({
@@ -137,10 +178,14 @@ impl EpochTicker {
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        let Some(engine) = engine.upgrade() else {
+                        let mut alive = false;
+                        for engine in engines.iter().filter_map(|engine| engine.upgrade()) {
+                            engine.increment_epoch();
+                            alive = true;
+                        }
+                        if !alive {
                             return;
-                        };
-                        engine.increment_epoch();
+                        }
                     }
                 }
             })?;

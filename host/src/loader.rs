@@ -18,16 +18,16 @@ use wasmtime::component::{Component, Linker};
 
 use crate::cache::{CacheStats, CompileCache};
 use crate::engine::{
-    CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT,
+    CORE_INSTANCES_PER_COMPONENT, Engines, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT,
     over_component_limits,
 };
 use crate::routing::{EscapedPath, PatternError, Route, RouteConflict, RoutePattern, RouteTable};
-use crate::sandbox::{GuestState, Pool, Pre, World};
-use crate::settings::ReuseLimits;
+use crate::sandbox::{GuestState, Pool, Pre, World, new_linker};
 use crate::settings::{
     ConfigFile, Policy, RouteSettings, SettingsError, SettingsLayer, StoreConfig, env_allow_list,
     parse_env_file,
 };
+use crate::settings::{Reuse, ReuseLimits};
 
 pub use files::{
     Cap, DEFAULT_MAX_SIDECAR_SIZE, DEFAULT_MAX_WASM_SIZE, FileError, SizeCaps, read_text_capped,
@@ -325,14 +325,15 @@ pub struct LoadedRoutes {
 /// A file that stays empty this long is what its author meant.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
-/// Compiles route files against one engine and linker, through the cache.
+/// Compiles route files, through the cache, for the engine each route runs
+/// on (see [`Engines`]): WASI 0.3 components and routes that reuse
+/// instances on the engine with concurrency support, the rest on the plain
+/// one.
 pub struct Loader {
-    engine: Engine,
-    linker: Linker<GuestState>,
+    plain: Target,
+    concurrent: Option<Target>,
     cache: Option<CompileCache>,
     settings: SettingsSource,
-    /// Part of every cache key: entries from another engine are never found.
-    engine_hash: String,
     cache_stats: CacheStats,
     caps: SizeCaps,
     /// Route files and sidecars the last reload read empty, and when each
@@ -363,39 +364,66 @@ struct Scan {
     errors: Vec<Arc<LoadError>>,
 }
 
+/// One engine, the linker of its WASI, and its part of every cache key.
+struct Target {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    /// Entries from another engine are never found.
+    hash: String,
+}
+
+impl Target {
+    fn new(engine: Engine) -> wasmtime::Result<Target> {
+        let linker = new_linker(&engine)?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Target {
+            engine,
+            linker,
+            hash: format!("{:016x}", hasher.finish()),
+        })
+    }
+}
+
 /// A content compiled (or reused, or found in the cache) and linked, or why not.
 type Version = Result<(Pre, Origin), Arc<LoadError>>;
 
-/// Compiled or reused versions by content hash.
+/// What a version is compiled for: its content hash, and whether its route
+/// reuses instances, which needs the engine with concurrency support.
+type VersionKey = (String, bool);
+
+/// Whether a route with `settings` asks to reuse instances: WASI 0.3
+/// routes reuse unless told not to, and run on the concurrent engine
+/// whatever this says.
+fn asks_reuse(settings: &RouteSettings) -> bool {
+    matches!(settings.reuse, Some(Reuse::On(_)))
+}
+
+/// Compiled or reused versions by content hash and engine.
 #[derive(Default)]
 struct Compiled {
-    versions: HashMap<String, Version>,
+    versions: HashMap<VersionKey, Version>,
     /// Contents whose file changed (or went) between hashing and compiling.
     changed: HashSet<String>,
 }
 
 impl Loader {
-    /// A loader whose components link against `linker`, cached in `cache`,
-    /// with settings from their sidecars over `settings`.
+    /// A loader whose components link against WASI on `engines`, cached
+    /// in `cache`, with settings from their sidecars over `settings`.
     pub fn new(
-        engine: Engine,
-        linker: Linker<GuestState>,
+        engines: &Engines,
         cache: Option<CompileCache>,
         settings: SettingsSource,
-    ) -> Loader {
-        let mut hasher = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_hash = format!("{:016x}", hasher.finish());
-        Loader {
-            engine,
-            linker,
+    ) -> wasmtime::Result<Loader> {
+        Ok(Loader {
+            plain: Target::new(engines.plain.clone())?,
+            concurrent: engines.concurrent.clone().map(Target::new).transpose()?,
             cache,
             settings,
-            engine_hash,
             cache_stats: CacheStats::default(),
             caps: SizeCaps::default(),
             empty_since: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The same loader with other caps on the size of the files it reads.
@@ -446,7 +474,6 @@ impl Loader {
         scan.candidates
             .sort_by_key(|c| served_before(previous, &c.file).is_none());
         let previous_routes = previous.map_or(&[][..], |table| table.routes());
-        let compiled = self.compile_all(&scan.candidates, previous_routes);
         // `--config` and `--env-file` as they are now; if either cannot be
         // used, every route keeps the version it had.
         let inputs = self
@@ -460,9 +487,20 @@ impl Loader {
             scan.errors
                 .push(Arc::new(LoadError::Settings(error.clone())));
         }
+        // Settings first: whether a route reuses instances decides the
+        // engine its component is compiled for.
+        let settings: Vec<_> = scan
+            .candidates
+            .iter()
+            .map(|candidate| match &inputs {
+                Ok((source, vars)) => source.for_route(&candidate.file, &candidate.sidecar, vars),
+                Err(error) => Err(error.clone()),
+            })
+            .collect();
+        let compiled = self.compile_all(&scan.candidates, &settings, previous_routes);
         // Kept versions were served before: they claim their patterns first.
         let mut routes = std::mem::take(&mut scan.kept);
-        for candidate in scan.candidates {
+        for (candidate, settings) in scan.candidates.into_iter().zip(settings) {
             if let Ok(hash) = &candidate.content
                 && compiled.changed.contains(hash)
             {
@@ -479,8 +517,8 @@ impl Loader {
             }
             routes.push(Self::assemble(
                 candidate,
+                settings,
                 &compiled,
-                &inputs,
                 previous,
                 &mut scan.errors,
             ));
@@ -556,8 +594,8 @@ impl Loader {
     /// settings, or its failure (beside the previous version, if that worked).
     fn assemble(
         candidate: Candidate,
+        settings: Result<RouteSettings, SettingsError>,
         compiled: &Compiled,
-        inputs: &Result<(SettingsSource, BTreeMap<String, String>), SettingsError>,
         previous: Option<&RouteTable<LoadedRoute>>,
         errors: &mut Vec<Arc<LoadError>>,
     ) -> Route<LoadedRoute> {
@@ -565,16 +603,13 @@ impl Loader {
         let old = served_before(previous, &candidate.file).map(|r| &r.value);
         let (hash, loaded) = match candidate.content {
             Ok(hash) => {
-                let loaded = compiled.versions.get(&hash).cloned().unwrap_or_else(|| {
+                let key = (hash, settings.as_ref().is_ok_and(asks_reuse));
+                let loaded = compiled.versions.get(&key).cloned().unwrap_or_else(|| {
                     unreachable!("bug: every hashed candidate is compiled, reused or changed")
                 });
-                (hash, loaded)
+                (key.0, loaded)
             }
             Err(error) => (String::new(), Err(Arc::new(error))),
-        };
-        let settings = match inputs {
-            Ok((source, vars)) => source.for_route(&candidate.file, &candidate.sidecar, vars),
-            Err(error) => Err(error.clone()),
         };
         let value = match (loaded, settings) {
             (Ok((pre, origin)), Ok(settings)) => ready(name, hash, pre, origin, settings, old),
@@ -600,31 +635,45 @@ impl Loader {
     /// rayon worker waiting for that inner work steals other jobs, which
     /// here would be the next files, held all at once (the bound that
     /// `a_load_does_not_hold_every_file_at_once` checks).
-    fn compile_all(&self, candidates: &[Candidate], previous: &[Route<LoadedRoute>]) -> Compiled {
+    fn compile_all(
+        &self,
+        candidates: &[Candidate],
+        settings: &[Result<RouteSettings, SettingsError>],
+        previous: &[Route<LoadedRoute>],
+    ) -> Compiled {
         let mut compiled = Compiled::default();
         for route in previous.iter().filter(|r| !r.value.hash.is_empty()) {
-            let reused = match &route.value.state {
-                Ok(ready) => Ok((ready.pre.clone(), Origin::Reused)),
+            let hash = &route.value.hash;
+            let (reused, keys) = match &route.value.state {
+                Ok(ready) => (
+                    Ok((ready.pre.clone(), Origin::Reused)),
+                    vec![(hash.clone(), asks_reuse(&ready.settings))],
+                ),
                 // A bad sidecar says nothing about the component.
                 Err(error) if matches!(**error, LoadError::Settings(_)) => continue,
-                Err(error) => Err(error.clone()),
+                // A content that failed fails on either engine.
+                Err(error) => (
+                    Err(error.clone()),
+                    vec![(hash.clone(), false), (hash.clone(), true)],
+                ),
             };
-            // A working version wins over a failure of the same content.
-            let entry = compiled
-                .versions
-                .entry(route.value.hash.clone())
-                .or_insert(reused.clone());
-            if entry.is_err() && reused.is_ok() {
-                *entry = reused;
+            for key in keys {
+                // A working version wins over a failure of the same content.
+                let entry = compiled.versions.entry(key).or_insert(reused.clone());
+                if entry.is_err() && reused.is_ok() {
+                    *entry = reused.clone();
+                }
             }
         }
         let mut queued = HashSet::new();
-        let jobs: Vec<(&Path, &str)> = candidates
+        let jobs: Vec<(&Path, VersionKey)> = candidates
             .iter()
-            .filter_map(|candidate| {
+            .zip(settings)
+            .filter_map(|(candidate, settings)| {
                 let hash = candidate.content.as_deref().ok()?;
-                let new = !compiled.versions.contains_key(hash) && queued.insert(hash);
-                new.then_some((candidate.file.as_path(), hash))
+                let key = (hash.to_owned(), settings.as_ref().is_ok_and(asks_reuse));
+                let new = !compiled.versions.contains_key(&key) && queued.insert(key.clone());
+                new.then_some((candidate.file.as_path(), key))
             })
             .collect();
         let workers = std::thread::available_parallelism()
@@ -635,12 +684,12 @@ impl Loader {
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
-                    while let Some(&(file, hash)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let result = self.compile_file(file, hash);
+                    while let Some((file, key)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let result = self.compile_file(file, &key.0, key.1);
                         results
                             .lock()
                             .expect("no worker panics holding the lock")
-                            .push((hash.to_owned(), result));
+                            .push((key.clone(), result));
                     }
                 });
             }
@@ -648,13 +697,13 @@ impl Loader {
         let results = results
             .into_inner()
             .expect("no worker panicked holding the lock");
-        for (hash, result) in results {
+        for (key, result) in results {
             match result {
                 Some(result) => {
-                    compiled.versions.insert(hash, result);
+                    compiled.versions.insert(key, result);
                 }
                 None => {
-                    compiled.changed.insert(hash);
+                    compiled.changed.insert(key.0);
                 }
             }
         }
@@ -662,8 +711,9 @@ impl Loader {
     }
 
     /// Reads `file` again and loads it, if it still holds the content that
-    /// was hashed as `hash`; `None` if it changed (or went) since.
-    fn compile_file(&self, file: &Path, hash: &str) -> Option<Version> {
+    /// was hashed as `hash`; `None` if it changed (or went) since. `reuse`:
+    /// its route reuses instances.
+    fn compile_file(&self, file: &Path, hash: &str, reuse: bool) -> Option<Version> {
         let bytes = match read_capped(file, self.wasm_cap()) {
             Ok(bytes) if hash_bytes(&bytes) == hash => bytes,
             // Rewritten, removed or swapped since it was hashed: not the
@@ -673,33 +723,46 @@ impl Loader {
                 return None;
             }
         };
-        Some(self.load_component(file, &bytes, hash).map_err(Arc::new))
+        Some(
+            self.load_component(file, &bytes, hash, reuse)
+                .map_err(Arc::new),
+        )
     }
 
     /// Deserializes the component from the cache, or compiles (and caches)
     /// it; then links it. The work done once per version, so that a request
-    /// only instantiates.
+    /// only instantiates. A WASI 0.3 component, or one whose route reuses
+    /// instances (`reuse`), is loaded on the engine with concurrency
+    /// support; any other on the plain engine.
     pub fn load_component(
         &self,
         file: &Path,
         bytes: &[u8],
         hash: &str,
+        reuse: bool,
     ) -> Result<(Pre, Origin), LoadError> {
         let started = Instant::now();
         tracing::debug!(file = %file.display(), "loading component");
         check_is_component(file, bytes)?;
-        if !self.engine.get_concurrency_support() && exports_wasi_0_3_handler(bytes) {
-            return Err(LoadError::Link {
-                file: file.to_owned(),
-                reason: "is a WASI 0.3 component (it exports wasi:http/handler@0.3.0), and this \
-                         server runs with --no-wasi-0-3: drop the flag, or build the handler \
-                         for WASI 0.2 (wasi:http/proxy)"
-                    .to_owned(),
-            });
-        }
-        let key = format!("{hash}-{}", self.engine_hash);
+        let wasi_0_3 = exports_wasi_0_3_handler(bytes);
+        let target = match &self.concurrent {
+            Some(concurrent) if wasi_0_3 || reuse => concurrent,
+            None if wasi_0_3 => {
+                return Err(LoadError::Link {
+                    file: file.to_owned(),
+                    reason: "is a WASI 0.3 component (it exports wasi:http/handler@0.3.0), and \
+                             this server runs with --no-wasi-0-3: drop the flag, or build the \
+                             handler for WASI 0.2 (wasi:http/proxy)"
+                        .to_owned(),
+                });
+            }
+            // Under `--no-wasi-0-3`, a route asking for reuse gets fresh
+            // instances (and a warning, when it is made ready).
+            _ => &self.plain,
+        };
+        let key = format!("{hash}-{}", target.hash);
         let cached = self.cache.as_ref().and_then(|cache| cache.get(&key));
-        let (component, cached) = match cached.map(|payload| self.deserialize(&payload)) {
+        let (component, cached) = match cached.map(|payload| deserialize(target, &payload)) {
             Some(Ok(component)) => {
                 self.cache_stats.hits.inc();
                 (component, true)
@@ -711,7 +774,7 @@ impl Loader {
                 if let Some(Err(error)) = cached {
                     tracing::warn!(file = %file.display(), "compile cache entry unusable ({error:#}); recompiling");
                 }
-                let component = Component::from_binary(&self.engine, bytes).map_err(|e| {
+                let component = Component::from_binary(&target.engine, bytes).map_err(|e| {
                     let (file, reason) = (file.to_owned(), format!("{e:#}"));
                     if over_component_limits(&e) {
                         LoadError::OverInstanceLimits { file, reason }
@@ -730,7 +793,7 @@ impl Loader {
                 (component, false)
             }
         };
-        let pre = self.link(file, &component)?;
+        let pre = link(target, file, &component)?;
         let ms = started.elapsed().as_millis() as u64;
         let origin = if cached {
             Origin::Cached { ms }
@@ -739,38 +802,38 @@ impl Loader {
         };
         Ok((pre, origin))
     }
+}
 
-    #[expect(
-        unsafe_code,
-        reason = "deserializing runs code the cache holds; the cache folder is private and every entry is checksummed before it gets here"
-    )]
-    fn deserialize(&self, payload: &[u8]) -> wasmtime::Result<Component> {
-        // SAFETY: `payload` is a verified entry written by `Component::serialize`
-        // with this engine's compatibility hash in its key; wasmtime checks
-        // the header (version, target, settings) again before loading.
-        unsafe { Component::deserialize(&self.engine, payload) }
-    }
+#[expect(
+    unsafe_code,
+    reason = "deserializing runs code the cache holds; the cache folder is private and every entry is checksummed before it gets here"
+)]
+fn deserialize(target: &Target, payload: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `payload` is a verified entry written by `Component::serialize`
+    // with this engine's compatibility hash in its key; wasmtime checks
+    // the header (version, target, settings) again before loading.
+    unsafe { Component::deserialize(&target.engine, payload) }
+}
 
-    fn link(&self, file: &Path, component: &Component) -> Result<Pre, LoadError> {
-        let instance = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| LoadError::Link {
-                file: file.to_owned(),
-                reason: format!(
-                    "{e:#}; Wedge provides WASI 0.2 and 0.3 and wasi:http (the \
-                     wasi:http/proxy and wasi:http/service worlds)"
-                ),
-            })?;
-        Pre::new(instance).map_err(|e| LoadError::Link {
+fn link(target: &Target, file: &Path, component: &Component) -> Result<Pre, LoadError> {
+    let instance = target
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| LoadError::Link {
             file: file.to_owned(),
             reason: format!(
-                "exports neither wasi:http/handler@0.3.0 nor wasi:http/incoming-handler@0.2 \
-                 ({e:#}); build it for the wasi:http/service (WASI 0.3) or wasi:http/proxy \
-                 (WASI 0.2) world"
+                "{e:#}; Wedge provides WASI 0.2 and 0.3 and wasi:http (the \
+                 wasi:http/proxy and wasi:http/service worlds)"
             ),
-        })
-    }
+        })?;
+    Pre::new(instance).map_err(|e| LoadError::Link {
+        file: file.to_owned(),
+        reason: format!(
+            "exports neither wasi:http/handler@0.3.0 nor wasi:http/incoming-handler@0.2 \
+             ({e:#}); build it for the wasi:http/service (WASI 0.3) or wasi:http/proxy \
+             (WASI 0.2) world"
+        ),
+    })
 }
 
 /// A working version; the old one itself where nothing changed, so its

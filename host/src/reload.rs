@@ -242,6 +242,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_route_runs_on_the_engine_its_reuse_needs() {
+        let (dir, live, reloader) = reloader();
+        // Whether each route reuses instances, and whether its engine has
+        // wasmtime's concurrency support (`Pre::can_reuse`).
+        let engines = || -> Vec<(bool, bool)> {
+            live.current()
+                .routes()
+                .iter()
+                .map(|route| {
+                    let ready = route.value.state.as_ref().expect("serves");
+                    (ready.reuse.is_some(), ready.pre.can_reuse())
+                })
+                .collect()
+        };
+        // The same content at two routes: one fresh, one reused.
+        std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();
+        std::fs::write(dir.path().join("b.wasm"), component(1)).unwrap();
+        reloader.reload().await;
+        assert_eq!(engines(), [(false, false), (false, false)]);
+
+        std::fs::write(dir.path().join("b.toml"), "[reuse]\nmax_requests = 4\n").unwrap();
+        reloader.reload().await;
+        assert_eq!(engines(), [(false, false), (true, true)]);
+
+        std::fs::remove_file(dir.path().join("b.toml")).unwrap();
+        reloader.reload().await;
+        assert_eq!(engines(), [(false, false), (false, false)]);
+    }
+
+    #[tokio::test]
     async fn a_broken_version_never_replaces_a_working_one() {
         let (dir, live, reloader) = reloader();
         std::fs::write(dir.path().join("a.wasm"), component(1)).unwrap();

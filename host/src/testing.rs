@@ -1,9 +1,8 @@
 //! What unit tests share: components written as text, and a loader for
 //! them.
 
-use crate::engine::{EngineOptions, new_engine};
+use crate::engine::{EngineOptions, Engines};
 use crate::loader::{Loader, SettingsSource};
-use crate::sandbox::new_linker;
 
 /// A `wasi:http` component whose handler returns without answering;
 /// `version` sets its memory's initial pages, so that versions differ in
@@ -35,18 +34,17 @@ pub(crate) fn component_with_handler(pages: u32, body: &str) -> Vec<u8> {
     wat::parse_str(text).expect("the component text is valid")
 }
 
-/// A loader on a small engine of its own, with no compile cache.
+/// A loader on small engines of its own, with no compile cache.
 pub(crate) fn loader() -> Loader {
     let options = EngineOptions {
         max_instances: 4,
         max_instance_memory: 16 << 20,
         ..EngineOptions::default()
     };
-    let engine = new_engine(options).expect("an engine");
-    let linker = new_linker(&engine).expect("WASI links");
+    let engines = Engines::new(options).expect("the engines");
     let settings = SettingsSource {
         max_memory: 16 << 20,
         ..SettingsSource::default()
     };
-    Loader::new(engine, linker, None, settings)
+    Loader::new(&engines, None, settings).expect("WASI links")
 }

@@ -406,7 +406,7 @@ mod tests {
             ..EngineOptions::default()
         };
         let engine = new_engine(options).expect("an engine");
-        let _ticker = EpochTicker::start(&engine).expect("the epoch thread");
+        let _ticker = EpochTicker::start([&engine]).expect("the epoch thread");
         let linker = new_linker(&engine).expect("WASI links");
         // A handler that spins until stopped.
         let bytes = crate::testing::component_with_handler(1, "(loop $spin (br $spin))");

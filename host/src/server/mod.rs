@@ -114,7 +114,8 @@ pub struct ServerState {
     routes: Arc<LiveRoutes>,
     /// The key-value stores guests open.
     stores: Arc<Stores>,
-    /// One permit per instance slot of the engine's pool.
+    /// One permit per instance of `--max-instances`, shared by the
+    /// engines' pools.
     instances: Arc<Semaphore>,
     /// One permit per open client connection, on every serving thread.
     connections: Arc<Semaphore>,
