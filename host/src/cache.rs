@@ -8,7 +8,7 @@
 //! user or writable by group or others); every entry carries the
 //! SHA-256 of its payload, checked before use (a torn write or a stray file
 //! is detected and recompiled, never loaded); entries are keyed by the
-//! component's content hash and the engine's compatibility hash, so another
+//! component's content hash and its engine's compatibility hash, so another
 //! Wedge or wasmtime version never finds them; and the folder is bounded in
 //! size, least recently used entries evicted first.
 

@@ -122,7 +122,8 @@ impl Pre {
     }
 
     /// Whether its engine runs concurrent calls, which instance reuse
-    /// needs (off under `--no-wasi-0-3`).
+    /// needs: the concurrent engine's components do, the plain engine's
+    /// do not (see [`crate::engine::Engines`]).
     pub fn can_reuse(&self) -> bool {
         match self {
             Pre::Http02(pre) => pre.engine().get_concurrency_support(),
