@@ -497,10 +497,25 @@ impl Loader {
                 Err(error) => Err(error.clone()),
             })
             .collect();
-        let compiled = self.compile_all(&scan.candidates, &settings, previous_routes);
+        // A route whose settings fail keeps its previous version, if it
+        // had one: its content is looked up for that version's engine, so
+        // that a broken sidecar costs no compile.
+        let reuses: Vec<bool> = scan
+            .candidates
+            .iter()
+            .zip(&settings)
+            .map(|(candidate, settings)| match settings {
+                Ok(settings) => asks_reuse(settings),
+                Err(_) => served_before(previous, &candidate.file)
+                    .and_then(|route| route.value.state.as_ref().ok())
+                    .is_some_and(|ready| asks_reuse(&ready.settings)),
+            })
+            .collect();
+        let compiled = self.compile_all(&scan.candidates, &reuses, previous_routes);
         // Kept versions were served before: they claim their patterns first.
         let mut routes = std::mem::take(&mut scan.kept);
-        for (candidate, settings) in scan.candidates.into_iter().zip(settings) {
+        for ((candidate, settings), reuse) in scan.candidates.into_iter().zip(settings).zip(reuses)
+        {
             if let Ok(hash) = &candidate.content
                 && compiled.changed.contains(hash)
             {
@@ -518,6 +533,7 @@ impl Loader {
             routes.push(Self::assemble(
                 candidate,
                 settings,
+                reuse,
                 &compiled,
                 previous,
                 &mut scan.errors,
@@ -590,11 +606,13 @@ impl Loader {
         scan
     }
 
-    /// The route `candidate` becomes: its compiled version with its
-    /// settings, or its failure (beside the previous version, if that worked).
+    /// The route `candidate` becomes: its compiled version (for the engine
+    /// `reuse` says) with its settings, or its failure (beside the previous
+    /// version, if that worked).
     fn assemble(
         candidate: Candidate,
         settings: Result<RouteSettings, SettingsError>,
+        reuse: bool,
         compiled: &Compiled,
         previous: Option<&RouteTable<LoadedRoute>>,
         errors: &mut Vec<Arc<LoadError>>,
@@ -603,7 +621,7 @@ impl Loader {
         let old = served_before(previous, &candidate.file).map(|r| &r.value);
         let (hash, loaded) = match candidate.content {
             Ok(hash) => {
-                let key = (hash, settings.as_ref().is_ok_and(asks_reuse));
+                let key = (hash, reuse);
                 let loaded = compiled.versions.get(&key).cloned().unwrap_or_else(|| {
                     unreachable!("bug: every hashed candidate is compiled, reused or changed")
                 });
@@ -626,8 +644,10 @@ impl Loader {
         }
     }
 
-    /// Compiles each distinct content once, on as many threads as there are
-    /// cores; content `previous` already loaded is reused, not compiled.
+    /// Compiles each distinct content once per engine (`reuses`, by
+    /// candidate: whether its route reuses instances), on as many threads
+    /// as there are cores; content `previous` already loaded for that
+    /// engine is reused, not compiled.
     /// At most one file's bytes per thread are held at a time.
     ///
     /// The threads are plain scoped threads taking jobs from a counter, not
@@ -638,7 +658,7 @@ impl Loader {
     fn compile_all(
         &self,
         candidates: &[Candidate],
-        settings: &[Result<RouteSettings, SettingsError>],
+        reuses: &[bool],
         previous: &[Route<LoadedRoute>],
     ) -> Compiled {
         let mut compiled = Compiled::default();
@@ -668,10 +688,10 @@ impl Loader {
         let mut queued = HashSet::new();
         let jobs: Vec<(&Path, VersionKey)> = candidates
             .iter()
-            .zip(settings)
-            .filter_map(|(candidate, settings)| {
+            .zip(reuses)
+            .filter_map(|(candidate, &reuse)| {
                 let hash = candidate.content.as_deref().ok()?;
-                let key = (hash.to_owned(), settings.as_ref().is_ok_and(asks_reuse));
+                let key = (hash.to_owned(), reuse);
                 let new = !compiled.versions.contains_key(&key) && queued.insert(key.clone());
                 new.then_some((candidate.file.as_path(), key))
             })
@@ -1024,6 +1044,36 @@ fn check_is_component(file: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 #[cfg(test)]
 mod tests {
     use super::exports_wasi_0_3_handler;
+    use crate::cache::CompileCache;
+    use crate::testing::{component, loader_with_cache};
+
+    #[test]
+    fn a_broken_sidecar_keeps_the_version_on_its_engine_and_compiles_nothing() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let routes = dir.path().join("routes");
+        std::fs::create_dir_all(&routes).unwrap();
+        let cache = CompileCache::open(&dir.path().join("cache"), 1 << 30).expect("a cache");
+        let loader = loader_with_cache(Some(cache));
+        std::fs::write(routes.join("r.wasm"), component(1)).unwrap();
+        std::fs::write(routes.join("r.toml"), "[reuse]\nmax_requests = 4\n").unwrap();
+        let first = loader.load_dir(&routes, None);
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert_eq!(loader.cache_stats().misses.get(), 1, "compiled once");
+
+        std::fs::write(routes.join("r.toml"), "[reuse]\nmax_requests = \"many\"\n").unwrap();
+        let second = loader.load_dir(&routes, Some(&first.table));
+        assert_eq!(second.errors.len(), 1, "the sidecar's error");
+        let route = &second.table.routes()[0].value;
+        assert!(route.last_error.is_some());
+        let ready = route
+            .state
+            .as_ref()
+            .expect("the working version still serves");
+        assert!(ready.reuse.is_some() && ready.pre.can_reuse());
+        // Neither compiled for the plain engine nor looked up in the cache.
+        assert_eq!(loader.cache_stats().misses.get(), 1);
+        assert_eq!(loader.cache_stats().hits.get(), 0);
+    }
 
     #[test]
     fn a_wasi_0_3_handler_is_found_among_the_outermost_exports_only() {

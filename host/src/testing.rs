@@ -1,6 +1,7 @@
 //! What unit tests share: components written as text, and a loader for
 //! them.
 
+use crate::cache::CompileCache;
 use crate::engine::{EngineOptions, Engines};
 use crate::loader::{Loader, SettingsSource};
 
@@ -36,6 +37,11 @@ pub(crate) fn component_with_handler(pages: u32, body: &str) -> Vec<u8> {
 
 /// A loader on small engines of its own, with no compile cache.
 pub(crate) fn loader() -> Loader {
+    loader_with_cache(None)
+}
+
+/// A loader on small engines of its own, compiling through `cache`.
+pub(crate) fn loader_with_cache(cache: Option<CompileCache>) -> Loader {
     let options = EngineOptions {
         max_instances: 4,
         max_instance_memory: 16 << 20,
@@ -46,5 +52,5 @@ pub(crate) fn loader() -> Loader {
         max_memory: 16 << 20,
         ..SettingsSource::default()
     };
-    Loader::new(&engines, None, settings).expect("WASI links")
+    Loader::new(&engines, cache, settings).expect("WASI links")
 }
