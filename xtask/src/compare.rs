@@ -659,6 +659,12 @@ fn cached_summary(kind: Kind, cached: &Figures, native: &Figures) {
 
 /// `wrk` on the PATH, installed with apt-get when missing and possible.
 pub(crate) fn wrk_program() -> anyhow::Result<PathBuf> {
+    program("wrk", "wrk", "the benchmark")
+}
+
+/// `name` on the PATH, installed with apt-get (Debian's `package`) when
+/// missing and possible; otherwise an error saying that `user` needs it.
+pub(crate) fn program(name: &str, package: &str, user: &str) -> anyhow::Result<PathBuf> {
     let found = |name: &str| {
         std::env::var_os("PATH").and_then(|path| {
             std::env::split_paths(&path)
@@ -666,21 +672,21 @@ pub(crate) fn wrk_program() -> anyhow::Result<PathBuf> {
                 .find(|candidate| candidate.is_file())
         })
     };
-    if let Some(wrk) = found("wrk") {
-        return Ok(wrk);
+    if let Some(program) = found(name) {
+        return Ok(program);
     }
     if found("apt-get").is_some() {
-        eprintln!("bench: installing wrk with apt-get");
+        eprintln!("bench: installing {package} with apt-get");
         let status = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "wrk"])
+            .args(["install", "-y", "-qq", package])
             .status()?;
         if status.success()
-            && let Some(wrk) = found("wrk")
+            && let Some(program) = found(name)
         {
-            return Ok(wrk);
+            return Ok(program);
         }
     }
-    bail!("the benchmark needs wrk: install it (Debian: apt-get install wrk) and run again")
+    bail!("{user} needs {name}: install it (Debian: apt-get install {package}) and run again")
 }
 
 pub(crate) struct WrkResult {

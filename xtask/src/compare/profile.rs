@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::{Compare, Kind, cpu_seconds, run_wrk, wrk_program};
+use super::{Compare, Kind, cpu_seconds, program, run_wrk, wrk_program};
 
 /// Samples a second: enough for a stable share in a few seconds.
 const FREQUENCY: u32 = 4000;
@@ -134,15 +134,6 @@ const LOGGING: &[&str] = &[
 ];
 const HYPER: &[&str] = &["hyper", "httparse", "http_body", "h2::"];
 
-/// Whether `symbol` names an item of the crate `name` (`http::` but not
-/// `wasmtime_wasi_http::`).
-fn names_crate(symbol: &str, name: &str) -> bool {
-    symbol.match_indices(name).any(|(at, _)| {
-        let before = symbol[..at].chars().next_back();
-        let after = &symbol[at + name.len()..];
-        after.starts_with("::") && !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-    })
-}
 const CONCURRENT: &[&str] = &[
     "component::concurrent",
     "wasmtime_wasi_http::handler",
@@ -201,6 +192,16 @@ const HOST_CALLS: &[&str] = &[
     "bindings::",
 ];
 
+/// Whether `symbol` names an item of the crate `name` (`http::` but not
+/// `wasmtime_wasi_http::`).
+fn names_crate(symbol: &str, name: &str) -> bool {
+    symbol.match_indices(name).any(|(at, _)| {
+        let before = symbol[..at].chars().next_back();
+        let after = &symbol[at + name.len()..];
+        after.starts_with("::") && !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
 /// One route's profile: wrk's rate while perf sampled, the server's CPU
 /// time per request over that run, and the share of self time of each
 /// group, in [`Group::ALL`]'s order.
@@ -213,7 +214,7 @@ struct Shares {
 impl Compare {
     /// Profiles each of [`KINDS`] once and prints the grouped table.
     pub fn profile(&self) -> anyhow::Result<()> {
-        let perf = perf_program()?;
+        let perf = program("perf", "linux-perf", "the profile")?;
         let wrk = wrk_program()?;
         let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
         let dir = self.work.join("profile");
@@ -408,33 +409,6 @@ fn thousands(value: f64) -> String {
         out.push(digit);
     }
     out
-}
-
-/// `perf` on the PATH, installed with apt-get (Debian's `linux-perf`) when
-/// missing and possible.
-fn perf_program() -> anyhow::Result<PathBuf> {
-    let found = || {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("perf"))
-                .find(|candidate| candidate.is_file())
-        })
-    };
-    if let Some(perf) = found() {
-        return Ok(perf);
-    }
-    eprintln!("bench: installing perf (linux-perf) with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "linux-perf"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if installed && let Some(perf) = found() {
-        return Ok(perf);
-    }
-    bail!(
-        "the profile needs perf: install it (Debian: apt-get install linux-perf; Ubuntu: \
-         linux-tools-generic) and run again"
-    )
 }
 
 #[cfg(test)]
